@@ -1,0 +1,208 @@
+"""Market engine speed: batched torch rounds against a plain per-auction Python loop, same run.
+
+1. Second price, 10 Hedge bidders (31 multipliers, full feedback), 1,024 auctions per round:
+   bidder-auctions per second of `AuctionMarket.step()` (values, bids, clearing, every grid
+   action's counterfactual utility, Hedge update), and of the same round written as a Python loop
+   over auctions (the clearing and the counterfactuals per auction, the Hedge update in numpy).
+   Target: >= 2e6 bidder-auctions/s on the 2-core CPU and >= 50x the loop.
+2. First price, 2 Q-learning bidders (21 absolute bids, bandit feedback), 1,000 replicas, one
+   auction per round: rounds per second, the projected time of 1,000,000 rounds, and the same
+   market as a Python loop over replicas. Target: 1e6 rounds in under 10 minutes.
+
+Usage: python benchmarks/bench_market.py [--device cpu|cuda] [--threads 1] [--write]
+`--write` replaces this device's section of benchmarks/RESULTS.md. Ratios, not absolute times,
+are what compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from market.model import AuctionMarket  # noqa: E402
+from market.scenario import validate_scenario  # noqa: E402
+
+
+def hedge_scenario(device: str, steps: int) -> dict:
+    return {
+        "name": "bench-hedge", "seed": 1, "steps": steps, "auctions_per_step": 1024,
+        "replicas": 1, "device": device, "mechanism": {"kind": "second_price"},
+        "feedback": {"kind": "full"},
+        "advertisers": [{
+            "group": "bidders", "count": 10, "value": {"dist": "uniform", "low": 0, "high": 1},
+            "strategy": {"kind": "hedge", "eta": 0.1,
+                         "multipliers": {"low": 0.0, "high": 1.5, "n": 31}},
+        }],
+        "metrics": {"every": 10**9, "agents": False},
+    }
+
+
+def qlearning_scenario(device: str, steps: int, replicas: int = 1000) -> dict:
+    return {
+        "name": "bench-qlearning", "seed": 1, "steps": steps, "auctions_per_step": 1,
+        "replicas": replicas, "device": device, "mechanism": {"kind": "first_price"},
+        "feedback": {"kind": "bandit"},
+        "advertisers": [{
+            "group": "bidders", "count": 2, "value": 1.0,
+            "strategy": {"kind": "qlearning", "lr": 0.1, "discount": 0.9,
+                         "bids": {"low": 0.0, "high": 1.0, "n": 21},
+                         "epsilon": {"start": 1.0, "decay": 1e-5}},
+        }],
+        "metrics": {"every": 10**9, "agents": False},
+    }
+
+
+def time_market(data: dict, steps: int, warmup: int = 20) -> float:
+    """Seconds per round of AuctionMarket.step(), after `warmup` rounds."""
+    model = AuctionMarket(validate_scenario(data))
+    for _ in range(warmup):
+        model.step()
+    sync(model.device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.step()
+    sync(model.device)
+    return (time.perf_counter() - t0) / steps
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------- naive references
+
+
+def naive_hedge_round(rng: np.random.Generator, logw: np.ndarray, grid: np.ndarray,
+                      eta: float, B: int) -> None:
+    """One round of the Hedge market as a per-auction Python loop (numpy only for the weights)."""
+    n, K = logw.shape
+    p = np.exp(logw - logw.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    cdf = p.cumsum(1)
+    gains = np.zeros((n, K))
+    for _ in range(B):
+        v = rng.random(n)
+        u = rng.random(n)
+        bids = [float(v[i] * grid[min(int(np.searchsorted(cdf[i], u[i] * cdf[i, -1], "right")), K - 1)])
+                for i in range(n)]
+        for i in range(n):
+            others = max(bids[j] for j in range(n) if j != i)
+            for k in range(K):
+                b = v[i] * grid[k]
+                if b > others:
+                    gains[i, k] += v[i] - others
+    logw += eta * gains / B
+
+
+def naive_hedge_rate(B: int = 1024, rounds: int = 2) -> float:
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0, 1.5, 31)
+    logw = np.zeros((10, 31))
+    naive_hedge_round(rng, logw, grid, 0.1, 64)  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        naive_hedge_round(rng, logw, grid, 0.1, B)
+    return (time.perf_counter() - t0) / rounds
+
+
+def naive_qlearning_round(rng, Q, grid, t, lr=0.1, discount=0.9, decay=1e-5) -> None:
+    """One round of the Q-learning market as a Python loop over replicas."""
+    R, n, K = Q.shape
+    eps = np.exp(-decay * t)
+    for r in range(R):
+        acts = []
+        for i in range(n):
+            if rng.random() < eps:
+                acts.append(int(rng.integers(K)))
+            else:
+                acts.append(int(np.argmax(Q[r, i])))
+        bids = [grid[a] for a in acts]
+        top = max(bids)
+        winners = [i for i in range(n) if bids[i] == top]
+        w = winners[int(rng.integers(len(winners)))]
+        for i in range(n):
+            reward = (1.0 - bids[i]) if i == w else 0.0
+            q = Q[r, i]
+            q[acts[i]] += lr * (reward + discount * q.max() - q[acts[i]])
+
+
+def naive_qlearning_rate(R: int = 1000, rounds: int = 20) -> float:
+    rng = np.random.default_rng(0)
+    Q = np.zeros((R, 2, 21))
+    grid = np.linspace(0, 1, 21)
+    t0 = time.perf_counter()
+    for t in range(rounds):
+        naive_qlearning_round(rng, Q, grid, t)
+    return (time.perf_counter() - t0) / rounds
+
+
+# ---------------------------------------------------------------- report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--hedge-steps", type=int, default=200)
+    ap.add_argument("--q-steps", type=int, default=3000)
+    ap.add_argument("--write", action="store_true", help="record the figures in RESULTS.md")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dev = args.device
+
+    hedge = time_market(hedge_scenario(dev, 10**6), args.hedge_steps)
+    naive_h = naive_hedge_rate()
+    ba = 10 * 1024
+    q = time_market(qlearning_scenario(dev, 10**7), args.q_steps, warmup=50)
+    naive_q = naive_qlearning_rate()
+
+    if dev.startswith("cuda"):
+        where = f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    else:
+        where = f"{platform.machine()} CPU, {args.threads} torch thread(s) (torch {torch.__version__})"
+    rows = [
+        ("second price, 10 Hedge bidders, 1,024 auctions/round, full feedback",
+         f"{ba / hedge:,.0f} bidder-auctions/s ({hedge * 1e3:.2f} ms/round)",
+         f"{ba / naive_h:,.0f} bidder-auctions/s", f"{naive_h / hedge:,.0f}x",
+         "≥ 2,000,000/s and ≥ 50x"),
+        ("first price, 2 Q-learning bidders, 1,000 replicas, 1 auction/round, bandit",
+         f"{1 / q:,.0f} rounds/s ({q * 1e3:.3f} ms/round; 1e6 rounds in {q * 1e6 / 60:.1f} min)",
+         f"{1 / naive_q:,.1f} rounds/s (1e6 rounds in {naive_q * 1e6 / 3600:.0f} h)",
+         f"{naive_q / q:,.0f}x", "1e6 rounds < 10 min"),
+    ]
+    table = ["| benchmark | genmarket (batched) | per-auction Python loop | ratio | target |",
+             "| --- | --- | --- | --- | --- |"]
+    table += ["| " + " | ".join(r) + " |" for r in rows]
+    section = "\n".join([f"## {where}", "", f"_{time.strftime('%Y-%m-%d')}, `python benchmarks/"
+                         f"bench_market.py --device {dev} --threads {args.threads}`_", "", *table, ""])
+    print(section)
+    if args.write:
+        write_section(ROOT / "benchmarks" / "RESULTS.md", "bench_market", dev, section)
+    return 0
+
+
+def write_section(path: Path, bench: str, device: str, section: str) -> None:
+    """Replace the `<!-- bench:device -->` block of RESULTS.md, keeping the others."""
+    begin, end = f"<!-- {bench}:{device}:begin -->", f"<!-- {bench}:{device}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    block = f"{begin}\n{section}\n{end}"
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

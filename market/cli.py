@@ -1,0 +1,121 @@
+"""The `genmarket` command: run and validate scenarios (compare and report come with issue 4)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from market.scenario import ScenarioError, load_scenario
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="genmarket",
+        description="Agent-based market simulator for auctions over generated content.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a market scenario into a run folder")
+    run.add_argument("scenario", type=Path, help="scenario TOML file")
+    run.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
+    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--steps", type=int, help="override the number of rounds")
+    run.add_argument("--replicas", type=int, help="override the number of replicas")
+    run.add_argument("--device", help="cpu or cuda (override)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--no-figures", action="store_true", help="skip the seaborn figures")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--threads", type=int, default=1,
+                     help="CPU threads for torch (default 1: small batched ops run fastest "
+                          "single-threaded; raise it for very large markets)")
+
+    val = sub.add_parser("validate", help="check a scenario file without running it")
+    val.add_argument("scenario", type=Path)
+    return p
+
+
+def _summary_table(summary: dict) -> Table:
+    lo, hi = summary["window"]
+    table = Table(title=f"summary: steps {lo}-{hi}, {summary['replicas']} replica(s)")
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    table.add_column("±95%", justify="right")
+    for name, value in summary["metrics"].items():
+        ci = summary["ci95"].get(name)
+        table.add_row(name, "nan" if value is None else f"{value:.4f}",
+                      "" if not ci else f"{ci:.4f}")
+    for group, vals in summary.get("groups", {}).items():
+        for name, value in vals.items():
+            table.add_row(f"{group}: {name}", "nan" if value is None else f"{value:.4f}", "")
+    return table
+
+
+def cmd_validate(args) -> int:
+    scenario = load_scenario(args.scenario)
+    n = scenario.n_advertisers
+    out.print(f"{args.scenario}: ok — {scenario.name}, {scenario.mechanism.kind}, {n} advertisers, "
+              f"{scenario.steps} steps x {scenario.auctions_per_step} auctions x "
+              f"{scenario.replicas} replica(s)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from market.results import RunFolder
+    from market.runner import default_out, run_scenario
+
+    overrides = {"seed": args.seed, "steps": args.steps, "replicas": args.replicas,
+                 "device": args.device}
+    if args.resume:
+        if args.out is None:
+            err.print("[red]--resume needs --out DIR[/red]")
+            return 2
+        # the run's own seed and replicas are part of its identity; take them from the manifest
+        saved = RunFolder(args.out).manifest()["scenario"]
+        for key in ("seed", "replicas", "device"):
+            if overrides[key] is None:
+                overrides[key] = saved[key]
+    scenario = load_scenario(args.scenario, overrides)
+    if args.threads < 1:
+        err.print(f"--threads = {args.threads}: must be >= 1")
+        return 2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    folder = args.out or default_out(scenario)
+    res = run_scenario(scenario, folder, resume=args.resume, progress=not args.quiet,
+                       figures=not args.no_figures, command=sys.argv)
+    out.print(_summary_table(res.summary))
+    rate = (res.steps - res.resumed_from) / max(res.seconds, 1e-9)
+    out.print(f"run folder: {res.folder}  ({res.steps - res.resumed_from} rounds in "
+              f"{res.seconds:.1f} s, {rate:,.0f} rounds/s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from market.results import RunFolderError
+
+    try:
+        if args.command == "validate":
+            return cmd_validate(args)
+        return cmd_run(args)
+    except ScenarioError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (RunFolderError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted: resume with `genmarket run SCENARIO --out DIR --resume`")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The market: a Mesa model in which one `step()` is one round of batched auctions.
+
+Per round, for R replicas at once: values are drawn, every group decides entry, then its report
+(if it delegates to an autobidder) and its bids; the round's B auctions per replica are cleared
+by the mechanism as one [R*B, n] batch; utilities are computed from true values; learners update
+from their own outcome (bandit) or from every grid action's counterfactual utility on the same
+auctions (full); on collection steps the metrics are computed and handed to Mesa's DataCollector.
+"""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+import torch
+from torch import Tensor
+
+from agents.advertiser import Advertiser, AdvertiserGroup, ledger_zeros
+from market import streams as S
+from market.metrics import round_metrics
+from market.scenario import Scenario
+from mechanisms.base import AuctionBatch, get_mechanism
+
+__all__ = ["AuctionMarket", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cpu` or `cuda[:k]` -> torch.device; a clear error when CUDA is asked for but absent."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device = {name!r}: CUDA is not available on this machine "
+            "(torch.cuda.is_available() is False); use --device cpu"
+        )
+    return device
+
+
+class AuctionMarket(mesa.Model):
+    """Repeated auctions between learning advertisers, R replicas batched along dimension 0.
+
+    Attributes after each step: `ledger` (cumulative totals per replica and advertiser, [R, n]),
+    `step_metrics` (dict of per-replica numpy arrays, on collection steps) and `last_round`
+    (per-advertiser means of the last collected round, [R, n] numpy arrays).
+    """
+
+    def __init__(self, scenario: Scenario, device: str | torch.device | None = None):
+        super().__init__(rng=scenario.seed)
+        self.scenario = scenario
+        self.device = resolve_device(str(device or scenario.device))
+        self.dtype = torch.float64 if scenario.dtype == "float64" else torch.float32
+        self.R, self.B = scenario.replicas, scenario.auctions_per_step
+        self.every = scenario.metrics.every
+        self.full = scenario.feedback.kind == "full"
+        self.mechanism = get_mechanism(scenario.mechanism.kind, **scenario.mechanism.params())
+        # click-through rate per slot (classic mechanisms); one unit slot otherwise
+        self.slot_ctrs = list(getattr(self.mechanism, "slot_ctrs", None) or getattr(self.mechanism, "_ctrs", None) or [1.0])
+        self.streams = S.Streams(scenario.seed, self.R, self.device)
+
+        self.groups: list[AdvertiserGroup] = []
+        start = 0
+        for index, cfg in enumerate(scenario.advertisers):
+            group = AdvertiserGroup(cfg, index, start, self.R, self.device, self.dtype, self.full)
+            self.groups.append(group)
+            Advertiser.create_agents(
+                self, cfg.count, group=group, column=list(range(start, start + cfg.count))
+            )
+            start += cfg.count
+        self.n = start
+        self.group_of = [g.name for g in self.groups for _ in range(g.A)]
+        self.entry_cost = torch.tensor(
+            [g.entry_cost for g in self.groups for _ in range(g.A)], device=self.device, dtype=self.dtype
+        )
+        self.delegates = any(g.reporter is not None for g in self.groups)
+        self.fixed_entry = all(g.entry.name in ("always", "never") for g in self.groups)
+        self._constant_values = None
+        if all(g.cfg.value_dist.dist == "constant" for g in self.groups):
+            consts = torch.tensor([g.cfg.value_dist.value for g in self.groups for _ in range(g.A)],
+                                  device=self.device, dtype=self.dtype)
+            self._constant_values = consts.expand(self.R, self.B, self.n)
+        self._fixed_entered = None
+        if self.fixed_entry:
+            zeros = torch.zeros((self.R, self.n), device=self.device, dtype=self.dtype)
+            self._fixed_entered = self._per_group(lambda g, u: g.entry.decide(u, 0), zeros)
+        dev = scenario.metrics.deviation_grid.points() + [1.0]  # last column: truthful
+        self.deviation_grid = torch.tensor(dev, device=self.device, dtype=self.dtype)
+        self._learning_bidders = [g for g in self.groups if g.bidder.learns]
+        self._bid_k = max((g.bidder.K for g in self._learning_bidders if self.full), default=0)
+        self._learning_reporters = [g for g in self.groups if g.reporter is not None and g.reporter.learns]
+        self._rep_k = max((g.reporter.K for g in self._learning_reporters if self.full), default=0)
+
+        self.ledger = ledger_zeros(self.R, self.n, self.device)
+        self.step_metrics: dict[str, np.ndarray] | None = None
+        self.last_round: dict[str, np.ndarray] | None = None
+        self.datacollector = self.new_collector()
+        self.running = True
+
+    # ------------------------------------------------------------------ plumbing
+
+    def new_collector(self) -> mesa.DataCollector:
+        agent_reporters = {"record": "record"} if self.scenario.metrics.agents else None
+        return mesa.DataCollector(
+            model_reporters={"metrics": "step_metrics"}, agent_reporters=agent_reporters
+        )
+
+    @property
+    def advertisers(self):
+        return self.agents_by_type[Advertiser]
+
+    def _per_group(self, fn, *tensors: Tensor, dim: int = -1) -> Tensor:
+        """Apply fn(group, *column slices) per group; concatenate along the advertiser dim `dim`
+        of the results (-1 for [..., n] results, 2 for [R, B, n, k])."""
+        return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in self.groups], dim=dim)
+
+    # ------------------------------------------------------------------ one round
+
+    def step(self) -> None:
+        t = self.steps - 1  # Mesa has already counted this step; rounds are numbered from 0
+        R, B, n = self.R, self.B, self.n
+        collect = self.steps % self.every == 0
+        uniform = self.streams.uniform
+
+        if self._constant_values is not None:
+            v = self._constant_values  # nothing to draw; never written to
+        else:
+            v = self._per_group(lambda g, u: g.values(u), uniform(S.VALUES, t, (B, n), self.dtype))
+        if self.fixed_entry:
+            entered = self._fixed_entered
+        else:
+            u_entry = uniform(S.ENTRY, t, (n,), self.dtype)
+            entered = self._per_group(lambda g, u: g.entry.decide(u, t), u_entry)  # [R, n]
+
+        u_bid = uniform(S.ACTIONS, t, (B, n), self.dtype)
+        reports: list[tuple] = []
+        if self.delegates:
+            u_rep = uniform(S.REPORTS, t, (B, n), self.dtype)
+            for g in self.groups:
+                reports.append(g.report(v[..., g.cols], u_rep[..., g.cols], t))
+            v_hat = torch.cat([r[2] for r in reports], dim=-1)
+        else:
+            v_hat = v
+        acted = [g.bidder.act(v_hat[..., g.cols], u_bid[..., g.cols], t) for g in self.groups]
+        bids = torch.cat([a[2] for a in acted], dim=-1)
+
+        mask = entered.unsqueeze(1).expand(R, B, n)
+        noise = uniform(S.TIES, t, (B, n), self.dtype)
+        batch = AuctionBatch(bids.reshape(R * B, n), mask.reshape(R * B, n), noise.reshape(R * B, n))
+        out = self.mechanism.run(batch)
+        alloc = out.allocation.reshape(R, B, n)
+        pay = out.payment.reshape(R, B, n)
+        gross = v * alloc - pay  # true utility per auction before entry cost; 0 when out
+
+        # Counterfactual bids, all cleared by one deviations() call on the same auctions.
+        segments: dict[str, Tensor] = {}
+        if self._bid_k:
+            segments["bid"] = self._padded(
+                lambda g, x: g.bidder.grid_bids(x) if g.bidder.learns else x.unsqueeze(-1),
+                v_hat, self._bid_k)
+        if self._rep_k:
+            segments["report"] = self._padded(
+                lambda g, x, u: g.bids_for_reports(x, g.reporter.grid, u, t)
+                if g.reporter is not None and g.reporter.learns else x.unsqueeze(-1),
+                v, self._rep_k, u_bid)
+        if self.full and not self.fixed_entry:
+            segments["enter"] = bids.unsqueeze(-1)
+        if collect:
+            grid = self.deviation_grid
+            segments["dev"] = self._per_group(
+                lambda g, x, u: g.bids_for_reports(x, grid, u, t), v, u_bid, dim=2)
+        cf = self._counterfactuals(batch, segments)
+
+        self._learn(t, v, v_hat, entered, mask, gross, alloc, pay, acted, reports, cf, u_bid)
+        self._book(entered, alloc, pay, gross)
+        if collect:
+            self.step_metrics = round_metrics(self, v, bids, entered, alloc, pay, gross, cf["dev"])
+            self.last_round = self._round_record(v, v_hat, bids, entered, alloc, pay, gross)
+            self.datacollector.collect(self)
+
+    def _padded(self, fn, x: Tensor, K: int, *more: Tensor) -> Tensor:
+        """Per-group [R, B, A, k] blocks padded to K columns by repeating the last one."""
+        def one(g, xs, *ms):
+            block = fn(g, xs, *ms)
+            if block.shape[-1] < K:
+                block = torch.cat([block, block[..., -1:].expand(*block.shape[:-1], K - block.shape[-1])], -1)
+            return block
+        return torch.cat([one(g, x[..., g.cols], *(m[..., g.cols] for m in more)) for g in self.groups], dim=2)
+
+    def _counterfactuals(self, batch: AuctionBatch, segments: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+        """Allocation and payment [R, B, n, k] of each advertiser at each alternative bid."""
+        if not segments:
+            return {}
+        R, B, n = self.R, self.B, self.n
+        alt = torch.cat(list(segments.values()), dim=-1)
+        alloc, pay = self.mechanism.deviations(batch, alt.reshape(R * B, n, -1))
+        alloc, pay = alloc.reshape(R, B, n, -1), pay.reshape(R, B, n, -1)
+        out, at = {}, 0
+        for name, seg in segments.items():
+            k = seg.shape[-1]
+            out[name] = (alloc[..., at:at + k], pay[..., at:at + k])
+            at += k
+        return out
+
+    def _learn(self, t, v, v_hat, entered, mask, gross, alloc, pay, acted, reports, cf, u_bid) -> None:
+        for g in self._learning_bidders:
+            c = g.cols
+            ctx, actions, _ = acted[g.index]
+            vh = v_hat[..., c]
+            own = vh * alloc[..., c] - pay[..., c]  # the autobidder values wins at the reported value
+            grid = None
+            if self.full:
+                a_k, p_k = cf["bid"]
+                grid = vh.unsqueeze(-1) * a_k[..., c, : g.bidder.K] - p_k[..., c, : g.bidder.K]
+            g.bidder.strategy.update(ctx, actions, own, mask[..., c], grid, t)
+        for g in self._learning_reporters:
+            c = g.cols
+            rctx, ractions, _ = reports[g.index]
+            grid = None
+            if self.full:
+                a_k, p_k = cf["report"]
+                K = g.reporter.K
+                grid = v[..., c].unsqueeze(-1) * a_k[..., c, :K] - p_k[..., c, :K]
+            g.reporter.strategy.update(rctx, ractions, gross[..., c], mask[..., c], grid, t)
+        if self.fixed_entry:
+            return
+        gain = gross.mean(dim=1)
+        observed = entered
+        if self.full:
+            a_k, p_k = cf["enter"]
+            would = (v * a_k[..., 0] - p_k[..., 0]).mean(dim=1)
+            gain = torch.where(entered, gain, would)
+            observed = torch.ones_like(entered)
+        gain = gain - self.entry_cost
+        for g in self.groups:
+            g.entry.update(entered[:, g.cols], gain[:, g.cols], observed[:, g.cols], t)
+
+    def _book(self, entered, alloc, pay, gross) -> None:
+        led, B = self.ledger, self.B
+        ent = entered.to(torch.float64)
+        led["auctions"] += B
+        led["entered"] += ent * B
+        led["won"] += alloc.sum(dim=1, dtype=torch.float64)
+        led["payment"] += pay.sum(dim=1, dtype=torch.float64)
+        led["utility"] += gross.sum(dim=1, dtype=torch.float64) - ent * (self.entry_cost.double() * B)
+
+    def _round_record(self, v, v_hat, bids, entered, alloc, pay, gross) -> dict[str, np.ndarray]:
+        ent = entered.to(v.dtype)
+        nan = torch.full_like(ent, float("nan"))
+        def mean(x):
+            return x.mean(dim=1).double().cpu().numpy()
+        return {
+            "value": mean(v),
+            "report": mean(v_hat),
+            "bid": torch.where(entered, bids.mean(dim=1), nan).double().cpu().numpy(),
+            "entered": entered.cpu().numpy(),
+            "won": mean(alloc),
+            "payment": mean(pay),
+            "utility": (gross.mean(dim=1) - ent * self.entry_cost).double().cpu().numpy(),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every tensor needed to continue the run bit-identically (learners, entry rules, ledger)."""
+        state = {f"ledger.{k}": v for k, v in self.ledger.items()}
+        for g in self.groups:
+            for role, obj in g.policies().items():
+                for k, v in obj.state_dict().items():
+                    state[f"{g.name}.{role}.{k}"] = v
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
+        self.steps = steps
+        self.ledger = {k[7:]: v.to(self.device) for k, v in state.items() if k.startswith("ledger.")}
+        for g in self.groups:
+            for role, obj in g.policies().items():
+                prefix = f"{g.name}.{role}."
+                sub = {k[len(prefix):]: v.to(self.device) for k, v in state.items() if k.startswith(prefix)}
+                obj.load_state_dict(sub)

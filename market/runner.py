@@ -1,0 +1,112 @@
+"""Run a scenario into a run folder, with checkpoints, resume and a progress bar."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from market.figures import write_figures
+from market.model import AuctionMarket
+from market.results import RunFolder, RunFolderError, collector_frames
+from market.scenario import Scenario
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    steps: int            # rounds completed
+    resumed_from: int     # 0 for a fresh run
+    seconds: float
+    summary: dict[str, Any] | None  # None when stopped early (stop_after)
+
+
+class Interrupted(RuntimeError):
+    """Raised by `run_scenario(stop_after=...)`: the run stopped as if killed (tests use this)."""
+
+
+def default_out(scenario: Scenario) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scenario.name}-{stamp}"
+
+
+def run_scenario(
+    scenario: Scenario,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = False,
+    figures: bool = True,
+    stop_after: int | None = None,
+    command: list[str] | None = None,
+) -> RunResult:
+    """Run `scenario` into folder `out` (resuming it if asked) and return what happened.
+
+    `stop_after=k` stops abruptly after round k without writing anything more, which is what a
+    killed process leaves behind; tests use it to check that `resume=True` loses and repeats
+    nothing.
+    """
+    folder = RunFolder(out)
+    if resume:
+        folder.check_resumable(scenario)
+    else:
+        folder.create(scenario, scenario.device, command)
+    model = AuctionMarket(scenario)
+    start = folder.load_checkpoint(model) if resume else 0
+    if start > scenario.steps:
+        raise RunFolderError(f"{folder.path} is already at step {start} > steps = {scenario.steps}")
+    every_ckpt = scenario.checkpoint_interval
+    t0 = time.perf_counter()
+
+    bar = _progress(progress, scenario, start)
+    try:
+        while model.steps < scenario.steps:
+            model.step()
+            if bar is not None:
+                bar.advance()
+            if model.steps % every_ckpt == 0 and model.steps < scenario.steps:
+                folder.save_checkpoint(model, collector_frames(model))
+                model.datacollector = model.new_collector()
+            if stop_after is not None and model.steps >= stop_after:
+                raise Interrupted(f"stopped after step {model.steps}")
+    finally:
+        if bar is not None:
+            bar.close()
+    folder.save_checkpoint(model, collector_frames(model))
+    model.datacollector = model.new_collector()
+    summary = folder.finalize(scenario.steps)
+    if figures:
+        import pandas as pd
+
+        write_figures(pd.read_parquet(folder.path / "metrics.parquet"), folder.figures,
+                      [g.group for g in scenario.advertisers])
+    return RunResult(folder.path, int(model.steps), start, time.perf_counter() - t0, summary)
+
+
+class _Bar:
+    def __init__(self, scenario: Scenario, start: int):
+        from rich.progress import (
+            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("rounds"), TimeRemainingColumn(), transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(scenario.name, total=scenario.steps, completed=start)
+        self.pending = 0
+
+    def advance(self) -> None:
+        self.pending += 1
+        if self.pending >= 50:  # rich redraws are slow next to a 0.5 ms round
+            self.progress.advance(self.task, self.pending)
+            self.pending = 0
+
+    def close(self) -> None:
+        self.progress.advance(self.task, self.pending)
+        self.progress.stop()
+
+
+def _progress(enabled: bool, scenario: Scenario, start: int) -> _Bar | None:
+    return _Bar(scenario, start) if enabled else None

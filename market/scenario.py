@@ -1,0 +1,490 @@
+"""Scenario files: TOML validated once into typed objects (pydantic 2).
+
+`load_scenario(path, overrides)` returns a `Scenario` or raises `ScenarioError`, whose message lists
+every bad field as `path = value: what is allowed`. Unknown keys, NaN, inf and out-of-range numbers
+are errors. Internal code trusts what this module returns.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario", "LEARNER_KINDS"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+NonNeg = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Grid(Strict):
+    """`n` evenly spaced points from `low` to `high` inclusive (multipliers of a value, or bids)."""
+
+    low: NonNeg = 0.0
+    high: NonNeg = 1.5
+    n: Annotated[int, Field(ge=1, le=10_000)] = 31
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Grid:
+        if self.high < self.low:
+            raise ValueError(f"high = {self.high} must be >= low = {self.low}")
+        if self.n == 1 and self.high != self.low:
+            raise ValueError("n = 1 needs low == high")
+        return self
+
+    def points(self) -> list[float]:
+        if self.n == 1:
+            return [self.low]
+        step = (self.high - self.low) / (self.n - 1)
+        return [self.low + k * step for k in range(self.n)]
+
+
+# ---------------------------------------------------------------- values
+
+
+class Uniform(Strict):
+    dist: Literal["uniform"]
+    low: NonNeg = 0.0
+    high: NonNeg = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high = {self.high} must be >= low = {self.low}")
+        return self
+
+    @property
+    def support(self) -> tuple[float, float]:
+        return self.low, self.high
+
+
+class Constant(Strict):
+    dist: Literal["constant"]
+    value: NonNeg
+
+    @property
+    def support(self) -> tuple[float, float]:
+        return self.value, self.value
+
+
+class Beta(Strict):
+    """`scale * X`, X ~ Beta(a, b)."""
+
+    dist: Literal["beta"]
+    a: Positive
+    b: Positive
+    scale: Positive = 1.0
+
+    @property
+    def support(self) -> tuple[float, float]:
+        return 0.0, self.scale
+
+
+ValueDist = Annotated[Uniform | Constant | Beta, Field(discriminator="dist")]
+
+
+# ---------------------------------------------------------------- strategies
+
+
+class Epsilon(Strict):
+    start: Annotated[float, Field(ge=0, le=1)] = 1.0
+    decay: NonNeg = 1e-3
+
+
+class LearnerBase(Strict):
+    """Common learner settings: the action grid and the number of value buckets (contexts)."""
+
+    multipliers: Grid | None = None
+    bids: Grid | None = None
+    buckets: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @model_validator(mode="after")
+    def _one_grid(self):
+        if self.multipliers is not None and self.bids is not None:
+            raise ValueError("give either multipliers or bids, not both")
+        return self
+
+    @property
+    def grid(self) -> Grid:
+        return self.bids or self.multipliers or Grid()
+
+    @property
+    def absolute(self) -> bool:
+        return self.bids is not None
+
+    def params(self) -> dict[str, Any]:
+        """Keyword arguments for the learner class (everything but the grid settings)."""
+        return self.model_dump(exclude={"kind", "multipliers", "bids", "buckets"})
+
+
+class Hedge(LearnerBase):
+    kind: Literal["hedge"]
+    eta: Positive = 0.1
+
+
+class Exp3(LearnerBase):
+    kind: Literal["exp3"]
+    eta: Positive = 0.05
+    gamma: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class UCB(LearnerBase):
+    kind: Literal["ucb"]
+    c: NonNeg = 1.0
+
+
+class QLearning(LearnerBase):
+    kind: Literal["qlearning"]
+    lr: Annotated[float, Field(gt=0, le=1)] = 0.1
+    discount: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    q0: float = 0.0
+    epsilon: Epsilon = Epsilon()
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "lr": self.lr,
+            "discount": self.discount,
+            "q0": self.q0,
+            "epsilon_start": self.epsilon.start,
+            "epsilon_decay": self.epsilon.decay,
+        }
+
+
+class Truthful(Strict):
+    kind: Literal["truthful"]
+
+
+class Multiplier(Strict):
+    kind: Literal["multiplier"]
+    a: NonNeg
+
+
+Learner = Annotated[Hedge | Exp3 | UCB | QLearning, Field(discriminator="kind")]
+StrategyConfig = Annotated[
+    Truthful | Multiplier | Hedge | Exp3 | UCB | QLearning, Field(discriminator="kind")
+]
+LEARNER_KINDS = ("hedge", "exp3", "ucb", "qlearning")
+
+
+# ---------------------------------------------------------------- entry
+
+
+class Always(Strict):
+    kind: Literal["always"]
+
+
+class Never(Strict):
+    kind: Literal["never"]
+
+
+class Threshold(Strict):
+    """Enter while an exponential moving average of per-auction utility beats the entry cost.
+
+    `initial` is the estimate before any experience (optimistic by default, so everyone tries);
+    `explore` is the per-round chance of entering anyway, so an advertiser that left can learn the
+    market got better.
+    """
+
+    kind: Literal["threshold"]
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.05
+    initial: float = 1.0
+    explore: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+
+class LearnedEntry(Strict):
+    """A two-armed learner over stay out (action 0) / enter (action 1)."""
+
+    kind: Literal["learned"]
+    learner: Learner = Field(default_factory=lambda: Exp3(kind="exp3", eta=0.5, gamma=0.05))
+
+
+EntryConfig = Annotated[Always | Never | Threshold | LearnedEntry, Field(discriminator="kind")]
+
+
+ReportConfig = Annotated[
+    Truthful | Multiplier | Hedge | Exp3 | UCB | QLearning, Field(discriminator="kind")
+]
+
+
+class AdvertiserGroup(Strict):
+    group: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=64)]
+    count: Annotated[int, Field(ge=1, le=100_000)]
+    value: NonNeg | ValueDist = 1.0
+    strategy: StrategyConfig = Field(default_factory=lambda: Truthful(kind="truthful"))
+    report: ReportConfig | None = None
+    entry: EntryConfig = Field(default_factory=lambda: Always(kind="always"))
+    entry_cost: NonNeg = 0.0
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _reject_nan(cls, v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"must be a finite number, got {v}")
+        return v
+
+    @property
+    def value_dist(self) -> Uniform | Constant | Beta:
+        if isinstance(self.value, int | float):
+            return Constant(dist="constant", value=float(self.value))
+        return self.value
+
+    @property
+    def delegated(self) -> bool:
+        """True when the advertiser only reports a value to an autobidder (`strategy`)."""
+        return self.report is not None
+
+
+# ---------------------------------------------------------------- top level
+
+
+class MechanismConfig(Strict):
+    kind: str
+    reserve: NonNeg = 0.0
+    ctrs: list[Annotated[float, Field(ge=0, le=1)]] | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, kind: str) -> str:
+        from mechanisms.base import MECHANISMS, get_mechanism
+
+        if kind not in MECHANISMS:
+            try:
+                get_mechanism(kind)
+            except ValueError:
+                raise ValueError(f"not one of {', '.join(sorted(MECHANISMS))}") from None
+        return kind
+
+    @field_validator("ctrs")
+    @classmethod
+    def _non_increasing(cls, ctrs: list[float] | None) -> list[float] | None:
+        if ctrs is not None:
+            if not ctrs:
+                raise ValueError("needs at least one slot")
+            if any(b > a for a, b in zip(ctrs, ctrs[1:], strict=False)):
+                raise ValueError("click-through rates must be non-increasing by slot")
+        return ctrs
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reserve": self.reserve}
+        if self.ctrs is not None:
+            out["ctrs"] = list(self.ctrs)
+        return out
+
+
+class Feedback(Strict):
+    kind: Literal["bandit", "full"] = "full"
+
+
+class Metrics(Strict):
+    every: Annotated[int, Field(ge=1)] = 10
+    deviation_grid: Grid = Grid()
+    agents: bool = True
+
+
+class Scenario(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    steps: Annotated[int, Field(ge=1)]
+    auctions_per_step: Annotated[int, Field(ge=1, le=1_000_000)] = 64
+    replicas: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")] = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+    checkpoint_every: Annotated[int, Field(ge=1)] | None = None
+    mechanism: MechanismConfig
+    feedback: Feedback = Feedback()
+    advertisers: Annotated[list[AdvertiserGroup], Field(min_length=1)]
+    metrics: Metrics = Metrics()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        names = [g.group for g in self.advertisers]
+        dupes = sorted({g for g in names if names.count(g) > 1})
+        if dupes:
+            raise ValueError(f"advertiser group names must be unique, repeated: {', '.join(dupes)}")
+        if self.feedback.kind == "bandit":
+            for i, g in enumerate(self.advertisers):
+                for where, cfg in (("strategy", g.strategy), ("report", g.report)):
+                    if cfg is not None and cfg.kind == "hedge":
+                        raise ValueError(
+                            f"advertisers[{i}].{where}.kind = 'hedge' needs full-information "
+                            "feedback: set feedback.kind = 'full' or use exp3, ucb or qlearning"
+                        )
+                if isinstance(g.entry, LearnedEntry) and g.entry.learner.kind == "hedge":
+                    raise ValueError(
+                        f"advertisers[{i}].entry.learner.kind = 'hedge' needs feedback.kind = 'full'"
+                    )
+        if self.n_advertisers > 65_000:
+            raise ValueError(f"at most 65000 advertisers in one market, got {self.n_advertisers}")
+        return self
+
+    @property
+    def n_advertisers(self) -> int:
+        return sum(g.count for g in self.advertisers)
+
+    @property
+    def checkpoint_interval(self) -> int:
+        """Steps between checkpoints: the setting, or about 20 per run aligned to metric rows."""
+        if self.checkpoint_every is not None:
+            return self.checkpoint_every
+        every = self.metrics.every
+        return max(every, (self.steps // 20) // every * every)
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ScenarioError(ValueError):
+    """A scenario that does not validate. `problems` holds one line per bad field."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join([f"scenario error in {source}", *("  " + p for p in problems)]))
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+_ALLOWED = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "finite_number": "must be a finite number",
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+    "string_pattern_mismatch": "must match {pattern}",
+    "too_short": "must have at least {min_length} item(s)",
+}
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop pydantic's union-branch names ('hedge', 'uniform', 'float', ...) from an error path,
+    keeping only the keys and indices that exist in the user's data."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(part, str) and (isinstance(node, dict) or "[" in part or part in _BRANCHES):
+            if isinstance(node, dict) and part not in node and part in node.values():
+                continue  # a discriminator value ('hedge'), not a key
+            if part in _BRANCHES or "[" in part:
+                continue
+            out.append(part)  # a key the user left out (missing) or misspelt
+            node = None
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
+_BRANCHES = {"float", "int", "bool", "str", "constrained-float", "constrained-int"}
+
+
+def _format(err: dict[str, Any], data: dict[str, Any]) -> str | None:
+    kind = err["type"]
+    ctx = err.get("ctx", {})
+    loc = tuple(err["loc"])
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = ctx.get("discriminator", "'kind'").strip("'")
+        path = _path(_clean_loc(loc, data)) + "." + tag
+        value = _lookup(data, _clean_loc(loc, data) + (tag,))
+        allowed = ctx.get("expected_tags", "").replace("'", "")
+        if value is None:
+            return f"{path}: required, one of {allowed}"
+        return f"{path} = {value!r}: not one of {allowed}"
+    loc = _clean_loc(loc, data)
+    path = _path(loc) or "(top level)"
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key"
+    if kind == "missing":
+        return f"{path}: required"
+    if kind == "literal_error":
+        allowed = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+        return f"{path} = {value!r}: not one of {allowed}"
+    if kind in _ALLOWED:
+        return f"{path} = {value!r}: {_ALLOWED[kind].format(**ctx)}"
+    if kind == "value_error":
+        msg = str(ctx.get("error", err["msg"]))
+        if msg.startswith("advertisers[") or msg.startswith("advertiser group"):
+            return msg
+        shown = value if not isinstance(value, dict) else None
+        return f"{path} = {shown!r}: {msg}" if shown is not None else f"{path}: {msg}"
+    return f"{path} = {value!r}: {err['msg'].lower()}"
+
+
+def validate_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    """Validate a parsed scenario mapping. Returns the `Scenario`; raises `ScenarioError`."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines: list[str] = []
+        for err in exc.errors():
+            line = _format(err, data)
+            if line and line not in lines:
+                lines.append(line)
+        # A bad value in a `float | {dist...}` union fails both branches; keep the most specific.
+        raise ScenarioError(source, _dedupe(lines)) from None
+
+
+def _dedupe(lines: list[str]) -> list[str]:
+    keep = []
+    for line in lines:
+        head = line.split(" = ")[0].split(":")[0]
+        if any(o != line and o.split(" = ")[0].split(":")[0].startswith(head + ".") for o in lines):
+            continue  # a more specific error below this path exists
+        keep.append(line)
+    return keep
+
+
+def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read a TOML scenario, apply top-level overrides (seed, steps, replicas, device), validate."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(str(path), ["file not found"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(str(path), [f"not valid TOML: {exc}"]) from None
+    for key, val in (overrides or {}).items():
+        if val is not None:
+            data[key] = val
+    return validate_scenario(data, str(path))

@@ -1,0 +1,35 @@
+"""Pluggable auction mechanisms over batched torch tensors.
+
+Importing the package registers the built-in mechanisms in MECHANISMS; modules that define
+more mechanisms register themselves when imported (add them below), and installed plug-ins
+come in through the "genmarket.mechanisms" entry-point group.
+"""
+
+from mechanisms import classic
+from mechanisms.base import (
+    MECHANISMS,
+    AuctionBatch,
+    Mechanism,
+    Outcome,
+    get_mechanism,
+    reference_deviations,
+    register_mechanism,
+    tie_noise,
+)
+from mechanisms.classic import GSP, VCG, FirstPrice, SecondPrice
+
+__all__ = [
+    "GSP",
+    "MECHANISMS",
+    "VCG",
+    "AuctionBatch",
+    "FirstPrice",
+    "Mechanism",
+    "Outcome",
+    "SecondPrice",
+    "classic",
+    "get_mechanism",
+    "reference_deviations",
+    "register_mechanism",
+    "tie_noise",
+]

@@ -1,0 +1,167 @@
+"""What every auction mechanism takes and returns, and the registry that finds them by name.
+
+A mechanism is a pure function of a batch of auctions: `run(batch, generator) -> Outcome`.
+Shapes follow the project's letters: `B` auctions in a batch, `n` advertiser slots, `K`
+alternative bids per advertiser.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "MECHANISMS",
+    "AuctionBatch",
+    "Mechanism",
+    "Outcome",
+    "get_mechanism",
+    "reference_deviations",
+    "register_mechanism",
+    "tie_noise",
+]
+
+ENTRY_POINT_GROUP = "genmarket.mechanisms"
+
+
+@dataclass(frozen=True)
+class AuctionBatch:
+    """B independent auctions among n advertiser slots.
+
+    bids  [B, n] float — bid per unit (per click), >= 0.
+    mask  [B, n] bool  — True where the advertiser takes part in that auction.
+    noise [B, n] float — uniforms in [0, 1) that break ties (higher wins); None draws them
+                         from the generator passed to the mechanism.
+    """
+
+    bids: Tensor
+    mask: Tensor
+    noise: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What each advertiser gets in each auction.
+
+    allocation [B, n] float — expected units won: the click-through rate of the slot won, 0 if none.
+    payment    [B, n] float — expected payment per auction (price per click * ctr), 0 for losers.
+    slot       [B, n] long  — 0-based slot won, -1 if none.
+    """
+
+    allocation: Tensor
+    payment: Tensor
+    slot: Tensor
+
+
+class Mechanism(Protocol):
+    """An auction mechanism: settings in the object, no state between calls.
+
+    Optional class attributes read by the rest of genmarket:
+    `exact_deviations` (bool, default False) — `deviations` is an exact fast path, so it must
+    agree with `reference_deviations`; `batch_type` (default AuctionBatch) — the batch class
+    `run` takes.
+    """
+
+    name: str
+
+    def run(self, batch: AuctionBatch, generator: torch.Generator | None = None) -> Outcome: ...
+
+    def deviations(
+        self, batch: AuctionBatch, alt_bids: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Outcomes of unilateral deviations.
+
+        alt_bids [B, n, K]: for each advertiser i and each k, i's bid is replaced by
+        alt_bids[b, i, k] while everyone else's bid, mask and tie-break noise stay as in
+        `batch`, and i takes part (mask forced True for i) even where batch.mask[b, i] is False.
+        Returns (allocation [B, n, K], payment [B, n, K]) for advertiser i itself.
+        """
+        ...
+
+
+def tie_noise(batch: AuctionBatch, generator: torch.Generator | None = None) -> Tensor:
+    """Tie-break uniforms [B, n]: batch.noise if given, else fresh draws on the bids' device."""
+    if batch.noise is not None:
+        return batch.noise
+    bids = batch.bids
+    return torch.rand(bids.shape, generator=generator, device=bids.device, dtype=bids.dtype)
+
+
+def reference_deviations(
+    mech: Mechanism,
+    batch: AuctionBatch,
+    alt_bids: Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Naive `deviations`: one `mech.run` per (advertiser i, alternative k).
+
+    alt_bids [B, n, K]. Each run replaces column i of the bids by alt_bids[:, i, k], sets i's
+    mask to True and keeps the same tie-break noise (drawn once here when batch.noise is None).
+    Returns (allocation [B, n, K], payment [B, n, K]) for the deviating advertiser.
+    Slow (n * K runs); the check for fast paths and the fallback for mechanisms without one.
+    """
+    noise = tie_noise(batch, generator)
+    bids, mask = batch.bids, batch.mask
+    n, K = alt_bids.shape[1], alt_bids.shape[2]
+    alloc = torch.zeros(alt_bids.shape, dtype=bids.dtype, device=bids.device)
+    pay = torch.zeros_like(alloc)
+    for i in range(n):
+        mask_i = mask.clone()
+        mask_i[:, i] = True
+        for k in range(K):
+            bids_ik = bids.clone()
+            bids_ik[:, i] = alt_bids[:, i, k].to(bids.dtype)
+            out = mech.run(AuctionBatch(bids_ik, mask_i, noise), generator)
+            alloc[:, i, k] = out.allocation[:, i]
+            pay[:, i, k] = out.payment[:, i]
+    return alloc, pay
+
+
+MECHANISMS: dict[str, type] = {}
+
+
+def register_mechanism(name: str) -> Callable[[type], type]:
+    """Class decorator: add the class to MECHANISMS under `name` and set its `name`."""
+
+    def decorate(cls: type) -> type:
+        known = MECHANISMS.get(name)
+        # A reloaded module brings a new class object with the same identity; anything else
+        # would silently shadow someone's mechanism.
+        if known is not None and (known.__module__, known.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
+            raise ValueError(
+                f"mechanism name '{name}' is already taken by {known.__module__}.{known.__qualname__}"
+            )
+        cls.name = name
+        MECHANISMS[name] = cls
+        return cls
+
+    return decorate
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def get_mechanism(name: str, **params) -> Mechanism:
+    """Build the mechanism registered as `name` with keyword settings `params`.
+
+    Looks in MECHANISMS first, then in the "genmarket.mechanisms" entry-point group so that
+    installed plug-ins work without touching this package. Unknown names raise ValueError
+    listing the known ones.
+    """
+    cls = MECHANISMS.get(name)
+    if cls is None:
+        plugins = _entry_points()
+        if name not in plugins:
+            known = ", ".join(sorted(set(MECHANISMS) | set(plugins)))
+            raise ValueError(f"unknown mechanism '{name}': not one of {known}")
+        cls = plugins[name].load()
+    return cls(**params)

@@ -1,0 +1,35 @@
+"""What an advertiser does: fixed bidding rules and learning algorithms.
+
+Importing this package registers every built-in strategy in :data:`STRATEGIES`; plug-ins
+register through the ``genmarket.strategies`` entry-point group and are found by
+:func:`get_strategy`.
+"""
+
+from strategies.bandits import UCB, Exp3, Hedge
+from strategies.base import (
+    STRATEGIES,
+    Strategy,
+    bucket_action_sum,
+    bucket_mean,
+    bucket_sum,
+    get_strategy,
+    register_strategy,
+)
+from strategies.fixed import Multiplier, Truthful
+from strategies.qlearning import QLearning
+
+__all__ = [
+    "STRATEGIES",
+    "Exp3",
+    "Hedge",
+    "Multiplier",
+    "QLearning",
+    "Strategy",
+    "Truthful",
+    "UCB",
+    "bucket_action_sum",
+    "bucket_mean",
+    "bucket_sum",
+    "get_strategy",
+    "register_strategy",
+]
