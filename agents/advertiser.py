@@ -8,8 +8,8 @@ advertisers of a group are made together by one `AdvertiserGroup` (vectorised st
 
 from __future__ import annotations
 
-import numpy as np
 import mesa
+import numpy as np
 import torch
 from scipy import stats
 from torch import Tensor
@@ -113,6 +113,11 @@ class Advertiser(mesa.Agent):
         self.value_dist = group.cfg.value_dist
 
     @property
+    def strategy(self):
+        """The group's vectorised bidding strategy (this agent is row `column - start` of it)."""
+        return self.group.bidder.strategy
+
+    @property
     def ledger(self) -> dict[str, np.ndarray]:
         book = self.model.ledger
         return {k: book[k][:, self.column].cpu().numpy() for k in LEDGER_FIELDS}
@@ -124,7 +129,3 @@ class Advertiser(mesa.Agent):
         if last is None:
             return None
         return {k: v[:, self.column] for k, v in last.items()}
-
-
-def ledger_zeros(R: int, n: int, device) -> dict[str, Tensor]:
-    return {k: torch.zeros((R, n), dtype=torch.float64, device=device) for k in LEDGER_FIELDS}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.advertiser import Advertiser, AdvertiserGroup, ledger_zeros
+from agents.advertiser import Advertiser, AdvertiserGroup
 from market import streams as S
 from market.metrics import round_metrics
 from market.scenario import Scenario
@@ -37,7 +37,7 @@ def resolve_device(name: str) -> torch.device:
 class AuctionMarket(mesa.Model):
     """Repeated auctions between learning advertisers, R replicas batched along dimension 0.
 
-    Attributes after each step: `ledger` (cumulative totals per replica and advertiser, [R, n]),
+    After each step: `ledger` (cumulative totals per replica and advertiser, [R, n]),
     `step_metrics` (dict of per-replica numpy arrays, on collection steps) and `last_round`
     (per-advertiser means of the last collected round, [R, n] numpy arrays).
     """
@@ -52,7 +52,7 @@ class AuctionMarket(mesa.Model):
         self.full = scenario.feedback.kind == "full"
         self.mechanism = get_mechanism(scenario.mechanism.kind, **scenario.mechanism.params())
         # click-through rate per slot (classic mechanisms); one unit slot otherwise
-        self.slot_ctrs = list(getattr(self.mechanism, "slot_ctrs", None) or getattr(self.mechanism, "_ctrs", None) or [1.0])
+        self.slot_ctrs = list(getattr(self.mechanism, "ctrs", None) or [1.0])
         self.streams = S.Streams(scenario.seed, self.R, self.device)
 
         self.groups: list[AdvertiserGroup] = []
@@ -87,7 +87,8 @@ class AuctionMarket(mesa.Model):
         self._learning_reporters = [g for g in self.groups if g.reporter is not None and g.reporter.learns]
         self._rep_k = max((g.reporter.K for g in self._learning_reporters if self.full), default=0)
 
-        self.ledger = ledger_zeros(self.R, self.n, self.device)
+        self._entered_rounds = torch.zeros((self.R, self.n), dtype=torch.int64, device=self.device)
+        self._sums = torch.zeros((3, self.R, self.n), dtype=torch.float64, device=self.device)
         self.step_metrics: dict[str, np.ndarray] | None = None
         self.last_round: dict[str, np.ndarray] | None = None
         self.datacollector = self.new_collector()
@@ -108,6 +109,8 @@ class AuctionMarket(mesa.Model):
     def _per_group(self, fn, *tensors: Tensor, dim: int = -1) -> Tensor:
         """Apply fn(group, *column slices) per group; concatenate along the advertiser dim `dim`
         of the results (-1 for [..., n] results, 2 for [R, B, n, k])."""
+        if len(self.groups) == 1:
+            return fn(self.groups[0], *tensors)
         return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in self.groups], dim=dim)
 
     # ------------------------------------------------------------------ one round
@@ -138,7 +141,7 @@ class AuctionMarket(mesa.Model):
         else:
             v_hat = v
         acted = [g.bidder.act(v_hat[..., g.cols], u_bid[..., g.cols], t) for g in self.groups]
-        bids = torch.cat([a[2] for a in acted], dim=-1)
+        bids = acted[0][2] if len(acted) == 1 else torch.cat([a[2] for a in acted], dim=-1)
 
         mask = entered.unsqueeze(1).expand(R, B, n)
         noise = uniform(S.TIES, t, (B, n), self.dtype)
@@ -232,13 +235,23 @@ class AuctionMarket(mesa.Model):
             g.entry.update(entered[:, g.cols], gain[:, g.cols], observed[:, g.cols], t)
 
     def _book(self, entered, alloc, pay, gross) -> None:
-        led, B = self.ledger, self.B
-        ent = entered.to(torch.float64)
-        led["auctions"] += B
-        led["entered"] += ent * B
-        led["won"] += alloc.sum(dim=1, dtype=torch.float64)
-        led["payment"] += pay.sum(dim=1, dtype=torch.float64)
-        led["utility"] += gross.sum(dim=1, dtype=torch.float64) - ent * (self.entry_cost.double() * B)
+        # Few ops per round: auctions held follow from the step count, and utility from the
+        # gross sum and the rounds entered, so only these two running totals are kept.
+        self._entered_rounds += entered
+        self._sums += torch.stack((alloc, pay, gross)).sum(dim=2, dtype=torch.float64)
+
+    @property
+    def ledger(self) -> dict[str, Tensor]:
+        """Cumulative totals per replica and advertiser, float64 [R, n]: auctions held, auctions
+        entered, units won, payments and utility (value units, entry costs included)."""
+        entered = self._entered_rounds.to(torch.float64) * self.B
+        return {
+            "auctions": torch.full_like(entered, float(self.steps * self.B)),
+            "entered": entered,
+            "won": self._sums[0],
+            "payment": self._sums[1],
+            "utility": self._sums[2] - entered * self.entry_cost.double(),
+        }
 
     def _round_record(self, v, v_hat, bids, entered, alloc, pay, gross) -> dict[str, np.ndarray]:
         ent = entered.to(v.dtype)
@@ -259,7 +272,7 @@ class AuctionMarket(mesa.Model):
 
     def state_dict(self) -> dict[str, Tensor]:
         """Every tensor needed to continue the run bit-identically (learners, entry rules, ledger)."""
-        state = {f"ledger.{k}": v for k, v in self.ledger.items()}
+        state = {"ledger.entered_rounds": self._entered_rounds, "ledger.sums": self._sums}
         for g in self.groups:
             for role, obj in g.policies().items():
                 for k, v in obj.state_dict().items():
@@ -268,7 +281,8 @@ class AuctionMarket(mesa.Model):
 
     def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
         self.steps = steps
-        self.ledger = {k[7:]: v.to(self.device) for k, v in state.items() if k.startswith("ledger.")}
+        self._entered_rounds = state["ledger.entered_rounds"].to(self.device)
+        self._sums = state["ledger.sums"].to(self.device)
         for g in self.groups:
             for role, obj in g.policies().items():
                 prefix = f"{g.name}.{role}."

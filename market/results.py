@@ -101,6 +101,17 @@ class RunFolder:
             "command": command or [],
         })
 
+    def record_resume(self, scenario, from_step: int, command: list[str] | None = None) -> None:
+        """Note a resume in the manifest (and a new `steps` when the run is being extended)."""
+        manifest = self.manifest()
+        manifest["scenario"]["steps"] = scenario.steps
+        manifest.setdefault("resumes", []).append({
+            "from_step": from_step,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command or [],
+        })
+        _write_json(self.path / MANIFEST, manifest)
+
     def manifest(self) -> dict[str, Any]:
         path = self.path / MANIFEST
         if not path.exists():

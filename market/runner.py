@@ -55,6 +55,8 @@ def run_scenario(
     start = folder.load_checkpoint(model) if resume else 0
     if start > scenario.steps:
         raise RunFolderError(f"{folder.path} is already at step {start} > steps = {scenario.steps}")
+    if resume:
+        folder.record_resume(scenario, start, command)
     every_ckpt = scenario.checkpoint_interval
     t0 = time.perf_counter()
 
@@ -86,7 +88,11 @@ def run_scenario(
 class _Bar:
     def __init__(self, scenario: Scenario, start: int):
         from rich.progress import (
-            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn,
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
         )
 
         self.progress = Progress(

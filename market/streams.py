@@ -21,11 +21,18 @@ _GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
 _LOW30, _LOW27, _LOW31 = (1 << 34) - 1, (1 << 37) - 1, (1 << 33) - 1
 
 
-def _mix(z: Tensor) -> Tensor:
-    """splitmix64 finaliser on int64 tensors. `>>` is arithmetic in torch, so mask to make it logical."""
-    z = (z ^ ((z >> 30) & _LOW30)) * _M1
-    z = (z ^ ((z >> 27) & _LOW27)) * _M2
-    return z ^ ((z >> 31) & _LOW31)
+def _mix_(z: Tensor) -> Tensor:
+    """splitmix64 finaliser on int64 tensors, in place (the caller owns `z`). `>>` is
+    arithmetic in torch, so mask to make it logical."""
+    for shift, mask, mult in ((30, _LOW30, _M1), (27, _LOW27, _M2)):
+        t = z >> shift
+        t &= mask
+        z ^= t
+        z *= mult
+    t = z >> 31
+    t &= _LOW31
+    z ^= t
+    return z
 
 
 def _signed(x: int) -> int:
@@ -46,32 +53,45 @@ class Streams:
 
     `uniform(stream, step, shape)` returns a float tensor [R, *shape] of uniforms in [0, 1) with 24
     random bits (float32) or 53 (float64). Distinct (stream, step) pairs give independent numbers.
+    Draws are made a block of steps at a time (one hash over [T, R, *shape]) and served from that
+    block: a market round is a few small tensors, and per-call overhead would dominate.
     """
+
+    block_elements = 1 << 19  # numbers per block (4 MiB of int64 while hashing)
+    block_steps = 256
 
     def __init__(self, seed: int, replicas: int, device: torch.device | str = "cpu", first_replica: int = 0):
         self.device = torch.device(device)
         self.keys = torch.as_tensor(replica_keys(seed, replicas, first_replica), device=self.device)
-        self._index: dict[tuple[int, ...], Tensor] = {}
+        self._blocks: dict[tuple, tuple[int, Tensor]] = {}
 
-    def _positions(self, shape: tuple[int, ...]) -> Tensor:
-        pos = self._index.get(shape)
-        if pos is None:
-            count = int(np.prod(shape)) if shape else 1
-            pos = (torch.arange(count, device=self.device, dtype=torch.int64) * _GOLDEN).reshape(shape)
-            self._index[shape] = pos
-        return pos
-
-    def bits(self, stream: int, step: int, shape: tuple[int, ...]) -> Tensor:
-        """Raw 64-bit hashes, int64 [R, *shape]."""
-        salt = _mix(self.keys ^ _signed(stream * _M1 + step * _M2 + 0x632BE59BD9B4E019))
-        salt = salt.reshape((-1,) + (1,) * len(shape))
-        return _mix(salt + self._positions(tuple(shape)))
+    def bits(self, stream: int, step: int, shape: tuple[int, ...], steps: int = 1) -> Tensor:
+        """Raw 64-bit hashes, int64 [steps, R, *shape] for rounds step .. step + steps - 1."""
+        shape = tuple(shape)
+        ramp = torch.arange(steps, device=self.device, dtype=torch.int64) + step
+        base = _signed(stream * _M1 + 0x632BE59BD9B4E019)
+        salt = _mix_(self.keys.unsqueeze(0) ^ (ramp.unsqueeze(1) * _M2 + base))  # [T, R]
+        count = int(np.prod(shape)) if shape else 1
+        pos = torch.arange(count, device=self.device, dtype=torch.int64) * _GOLDEN
+        z = salt.reshape(steps, -1, *(1,) * len(shape)) + pos.reshape(shape)
+        return _mix_(z)
 
     def uniform(self, stream: int, step: int, shape: tuple[int, ...], dtype=torch.float32) -> Tensor:
-        z = self.bits(stream, step, shape)
-        if dtype == torch.float64:
-            return ((z >> 11) & ((1 << 53) - 1)).to(torch.float64) * (2.0**-53)
-        return ((z >> 40) & ((1 << 24) - 1)).to(dtype) * (2.0**-24)
+        shape = tuple(shape)
+        key = (stream, shape, dtype)
+        cached = self._blocks.get(key)
+        if cached is None or not 0 <= step - cached[0] < cached[1].shape[0]:
+            per_step = self.keys.numel() * (int(np.prod(shape)) if shape else 1)
+            T = max(1, min(self.block_steps, self.block_elements // per_step))
+            cached = (step, _to_uniform(self.bits(stream, step, shape, T), dtype))
+            self._blocks[key] = cached
+        return cached[1][step - cached[0]]
+
+
+def _to_uniform(z: Tensor, dtype: torch.dtype) -> Tensor:
+    if dtype == torch.float64:
+        return ((z >> 11) & ((1 << 53) - 1)).to(torch.float64) * (2.0**-53)
+    return ((z >> 40) & ((1 << 24) - 1)).to(dtype) * (2.0**-24)
 
 
 # Stream ids: one per kind of random draw in a market step. Never renumber (it changes every run).

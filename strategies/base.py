@@ -123,6 +123,14 @@ class Strategy:
         (scaling by the row total keeps float rounding from landing on a zero-mass action).
         """
         K = self.K
+        if self.C == 1:
+            # one context: search each (replica, agent) row once for all its auctions, instead
+            # of copying a K-wide row per auction (the same comparisons, so the same actions)
+            R, B, A = ctx.shape
+            cdf = self.cdf(t).reshape(R * A, K).contiguous()
+            u = u.to(cdf.dtype).permute(0, 2, 1).reshape(R * A, B)
+            actions = torch.searchsorted(cdf, (u * cdf[:, -1:]).contiguous(), right=True)
+            return actions.clamp_(max=K - 1).view(R, A, B).permute(0, 2, 1)
         rows = self.cdf(t).reshape(-1, K).index_select(0, (self._row + ctx).reshape(-1))
         u = u.reshape(-1, 1).to(rows.dtype)
         actions = torch.searchsorted(rows, u * rows[:, -1:], right=True)

@@ -28,14 +28,14 @@ class EntryRule(ABC):
     def decide(self, u: Tensor, t: int) -> Tensor:
         """u [R, A] uniforms -> entered [R, A] bool."""
 
-    def update(self, entered: Tensor, gain: Tensor, observed: Tensor, t: int) -> None:
+    def update(self, entered: Tensor, gain: Tensor, observed: Tensor, t: int) -> None:  # noqa: B027
         """gain [R, A]: mean utility per auction of entering minus that of staying out.
         Fixed rules learn nothing, so the base update leaves them as they are."""
 
     def state_dict(self) -> dict[str, Tensor]:
         return {}
 
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:  # noqa: B027
         """Fixed rules have no state to restore."""
 
 

@@ -63,7 +63,7 @@ class QLearning(Strategy):
 
     def _refresh(self) -> None:
         # the greedy one-hot changes only when Q does; the policy mixes it with epsilon(t)
-        greedy = self.Q.argmax(-1, keepdim=True)
+        greedy = self.Q.max(-1, keepdim=True).indices  # first maximum; faster than argmax on CPU
         self._greedy = torch.zeros_like(self.Q).scatter_(-1, greedy, 1.0)
 
     def greedy(self) -> Tensor:
