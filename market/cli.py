@@ -87,7 +87,10 @@ def cmd_run(args) -> int:
         return 2
     import torch
 
+    from market.runner import keep_freed_memory
+
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     folder = args.out or default_out(scenario)
     res = run_scenario(scenario, folder, resume=args.resume, progress=not args.quiet,
                        figures=not args.no_figures, command=sys.argv)

@@ -18,7 +18,8 @@ from agents.advertiser import Advertiser, AdvertiserGroup
 from market import streams as S
 from market.metrics import round_metrics
 from market.scenario import Scenario
-from mechanisms.base import AuctionBatch, get_mechanism
+from mechanisms.base import AuctionBatch, get_mechanism, run_with_deviations
+from strategies.base import GridFeedback
 
 __all__ = ["AuctionMarket", "resolve_device"]
 
@@ -32,6 +33,22 @@ def resolve_device(name: str) -> torch.device:
             "(torch.cuda.is_available() is False); use --device cpu"
         )
     return device
+
+
+def grid_feedback(value: Tensor, alloc: Tensor, pay: Tensor, ctx: Tensor, active: Tensor,
+                  C: int) -> GridFeedback:
+    """Per-context sums of every grid action's utility `value * alloc - pay`, without building
+    the [R, B, A, K] utilities: two batched matrix products over the auctions.
+
+    value [R, B, A] (the value the learner maximises), alloc, pay [R, B, A, K], ctx [R, B, A] long,
+    active [R, B, A] bool. Returns GridFeedback(sums [R, A, C, K], count [R, A, C]).
+    """
+    w = active.to(value.dtype).unsqueeze(-1)
+    if C > 1:
+        w = w * torch.nn.functional.one_hot(ctx, C).to(value.dtype)  # [R, B, A, C]
+    sums = torch.einsum("rbac,rbak->rack", w * value.unsqueeze(-1), alloc)
+    sums -= torch.einsum("rbac,rbak->rack", w, pay)
+    return GridFeedback(sums, w.sum(1))
 
 
 class AuctionMarket(mesa.Model):
@@ -143,15 +160,8 @@ class AuctionMarket(mesa.Model):
         acted = [g.bidder.act(v_hat[..., g.cols], u_bid[..., g.cols], t) for g in self.groups]
         bids = acted[0][2] if len(acted) == 1 else torch.cat([a[2] for a in acted], dim=-1)
 
-        mask = entered.unsqueeze(1).expand(R, B, n)
-        noise = uniform(S.TIES, t, (B, n), self.dtype)
-        batch = AuctionBatch(bids.reshape(R * B, n), mask.reshape(R * B, n), noise.reshape(R * B, n))
-        out = self.mechanism.run(batch)
-        alloc = out.allocation.reshape(R, B, n)
-        pay = out.payment.reshape(R, B, n)
-        gross = v * alloc - pay  # true utility per auction before entry cost; 0 when out
-
-        # Counterfactual bids, all cleared by one deviations() call on the same auctions.
+        # Counterfactual bids: every one is cleared with the round itself, on the same auctions
+        # and tie-break numbers, by one run_with_deviations() call.
         segments: dict[str, Tensor] = {}
         if self._bid_k:
             segments["bid"] = self._padded(
@@ -168,7 +178,14 @@ class AuctionMarket(mesa.Model):
             grid = self.deviation_grid
             segments["dev"] = self._per_group(
                 lambda g, x, u: g.bids_for_reports(x, grid, u, t), v, u_bid, dim=2)
-        cf = self._counterfactuals(batch, segments)
+
+        mask = entered.unsqueeze(1).expand(R, B, n)
+        noise = uniform(S.TIES, t, (B, n), self.dtype)
+        batch = AuctionBatch(bids.reshape(R * B, n), mask.reshape(R * B, n), noise.reshape(R * B, n))
+        out, cf = self._clear(batch, segments)
+        alloc = out.allocation.reshape(R, B, n)
+        pay = out.payment.reshape(R, B, n)
+        gross = v * alloc - pay  # true utility per auction before entry cost; 0 when out
 
         self._learn(t, v, v_hat, entered, mask, gross, alloc, pay, acted, reports, cf, u_bid)
         self._book(entered, alloc, pay, gross)
@@ -186,20 +203,21 @@ class AuctionMarket(mesa.Model):
             return block
         return torch.cat([one(g, x[..., g.cols], *(m[..., g.cols] for m in more)) for g in self.groups], dim=2)
 
-    def _counterfactuals(self, batch: AuctionBatch, segments: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
-        """Allocation and payment [R, B, n, k] of each advertiser at each alternative bid."""
+    def _clear(self, batch: AuctionBatch, segments: dict[str, Tensor]):
+        """Run the round's auctions and, if any, the counterfactual bids of `segments`
+        ([R, B, n, k] each). Returns (Outcome, {name: (allocation, payment) [R, B, n, k]})."""
         if not segments:
-            return {}
+            return self.mechanism.run(batch), {}
         R, B, n = self.R, self.B, self.n
-        alt = torch.cat(list(segments.values()), dim=-1)
-        alloc, pay = self.mechanism.deviations(batch, alt.reshape(R * B, n, -1))
+        alt = torch.cat(list(segments.values()), dim=-1) if len(segments) > 1 else next(iter(segments.values()))
+        out, alloc, pay = run_with_deviations(self.mechanism, batch, alt.reshape(R * B, n, -1))
         alloc, pay = alloc.reshape(R, B, n, -1), pay.reshape(R, B, n, -1)
-        out, at = {}, 0
+        cf, at = {}, 0
         for name, seg in segments.items():
             k = seg.shape[-1]
-            out[name] = (alloc[..., at:at + k], pay[..., at:at + k])
+            cf[name] = (alloc[..., at:at + k], pay[..., at:at + k])
             at += k
-        return out
+        return out, cf
 
     def _learn(self, t, v, v_hat, entered, mask, gross, alloc, pay, acted, reports, cf, u_bid) -> None:
         for g in self._learning_bidders:
@@ -210,7 +228,8 @@ class AuctionMarket(mesa.Model):
             grid = None
             if self.full:
                 a_k, p_k = cf["bid"]
-                grid = vh.unsqueeze(-1) * a_k[..., c, : g.bidder.K] - p_k[..., c, : g.bidder.K]
+                K = g.bidder.K
+                grid = grid_feedback(vh, a_k[..., c, :K], p_k[..., c, :K], ctx, mask[..., c], g.bidder.C)
             g.bidder.strategy.update(ctx, actions, own, mask[..., c], grid, t)
         for g in self._learning_reporters:
             c = g.cols
@@ -219,7 +238,8 @@ class AuctionMarket(mesa.Model):
             if self.full:
                 a_k, p_k = cf["report"]
                 K = g.reporter.K
-                grid = v[..., c].unsqueeze(-1) * a_k[..., c, :K] - p_k[..., c, :K]
+                grid = grid_feedback(v[..., c], a_k[..., c, :K], p_k[..., c, :K], rctx, mask[..., c],
+                                     g.reporter.C)
             g.reporter.strategy.update(rctx, ractions, gross[..., c], mask[..., c], grid, t)
         if self.fixed_entry:
             return

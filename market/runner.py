@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,24 @@ class RunResult:
     resumed_from: int     # 0 for a fresh run
     seconds: float
     summary: dict[str, Any] | None  # None when stopped early (stop_after)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory instead of returning it to the OS.
+
+    A round allocates the same few large tensors every time; by default glibc serves blocks over
+    128 KiB with fresh mmap pages and unmaps them on free, so each round pays page faults again
+    (measured: second price with 10 bidders x 1,024 auctions x 31 deviations, 1.55 -> 0.85 ms).
+    Process-wide and harmless elsewhere; returns False where glibc is not there (macOS, musl).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    ok = libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's maximum
+    ok &= libc.mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024)
+    return bool(ok)
 
 
 class Interrupted(RuntimeError):

@@ -7,6 +7,7 @@ alternative bids per advertiser.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ __all__ = [
     "get_mechanism",
     "reference_deviations",
     "register_mechanism",
+    "run_with_deviations",
     "tie_noise",
 ]
 
@@ -65,6 +67,12 @@ class Mechanism(Protocol):
     `exact_deviations` (bool, default False) — `deviations` is an exact fast path, so it must
     agree with `reference_deviations`; `batch_type` (default AuctionBatch) — the batch class
     `run` takes.
+
+    Optional method, called through the module-level `run_with_deviations` (which falls back to
+    `run` then `deviations` without it): `run_with_deviations(batch, alt_bids, generator=None)
+    -> (Outcome, allocation [B, n, K], payment [B, n, K])`, the same as those two calls on one
+    batch, computed together so that work they share (ranking the auctions) is done once. Not
+    declared below, where every mechanism would have to define it to match the protocol.
     """
 
     name: str
@@ -90,6 +98,28 @@ def tie_noise(batch: AuctionBatch, generator: torch.Generator | None = None) -> 
         return batch.noise
     bids = batch.bids
     return torch.rand(bids.shape, generator=generator, device=bids.device, dtype=bids.dtype)
+
+
+def run_with_deviations(
+    mech: Mechanism,
+    batch: AuctionBatch,
+    alt_bids: Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[Outcome, Tensor, Tensor]:
+    """`mech.run(batch)` and `mech.deviations(batch, alt_bids)` for the same auctions.
+
+    alt_bids [B, n, K]. Returns (Outcome, allocation [B, n, K], payment [B, n, K]). Uses the
+    mechanism's own `run_with_deviations` where it has one. When batch.noise is None the
+    tie-break noise is drawn once, so the outcome and the deviations see the same ties.
+    """
+    own = getattr(mech, "run_with_deviations", None)
+    if own is not None:
+        return own(batch, alt_bids, generator)
+    if getattr(batch, "noise", False) is None:
+        batch = dataclasses.replace(batch, noise=tie_noise(batch, generator))
+    out = mech.run(batch, generator)
+    allocation, payment = mech.deviations(batch, alt_bids, generator)
+    return out, allocation, payment
 
 
 def reference_deviations(

@@ -8,11 +8,14 @@ register through the ``genmarket.strategies`` entry-point group and are found by
 from strategies.bandits import UCB, Exp3, Hedge
 from strategies.base import (
     STRATEGIES,
+    GridFeedback,
     Strategy,
     bucket_action_sum,
     bucket_mean,
     bucket_sum,
     get_strategy,
+    grid_mean,
+    grid_sums,
     register_strategy,
 )
 from strategies.fixed import Multiplier, Truthful
@@ -28,7 +31,10 @@ __all__ = [
     "Truthful",
     "UCB",
     "bucket_action_sum",
+    "GridFeedback",
     "bucket_mean",
+    "grid_mean",
+    "grid_sums",
     "bucket_sum",
     "get_strategy",
     "register_strategy",

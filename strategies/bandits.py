@@ -13,10 +13,11 @@ import torch
 from torch import Tensor
 
 from strategies.base import (
+    GridFeedback,
     Strategy,
     bucket_action_sum,
-    bucket_mean,
-    bucket_sum,
+    grid_mean,
+    grid_sums,
     register_strategy,
 )
 
@@ -104,13 +105,13 @@ class Hedge(_ExponentialWeights):
         actions: Tensor,
         utility: Tensor,
         active: Tensor,
-        grid_utility: Tensor | None,
+        grid_utility: Tensor | GridFeedback | None,
         t: int,
     ) -> None:
         """See :meth:`Strategy.update`; needs ``grid_utility`` [R, B, A, K]."""
         if grid_utility is None:
             raise ValueError("hedge needs full feedback: grid_utility must not be None")
-        self._step(bucket_mean(grid_utility, ctx, active, self.C)[0])
+        self._step(grid_mean(grid_utility, ctx, active, self.C)[0])
 
 
 @register_strategy("exp3")
@@ -149,13 +150,13 @@ class Exp3(_ExponentialWeights):
         actions: Tensor,
         utility: Tensor,
         active: Tensor,
-        grid_utility: Tensor | None,
+        grid_utility: Tensor | GridFeedback | None,
     ) -> Tensor:
         """The per-context gain of every action this round, [R, A, C, K] (0 where a context
         had no active auction): importance-weighted from the played actions under the current
         policy, or the exact bucket mean of ``grid_utility`` when it is given."""
         if grid_utility is not None:
-            return bucket_mean(grid_utility, ctx, active, self.C)[0]
+            return grid_mean(grid_utility, ctx, active, self.C)[0]
         K = self.K
         p_played = self._p.reshape(-1).take((self._row + ctx) * K + actions)  # [R, B, A]
         # floor the probability: with gamma = 0 softmax can underflow to 0 for an action that
@@ -170,7 +171,7 @@ class Exp3(_ExponentialWeights):
         actions: Tensor,
         utility: Tensor,
         active: Tensor,
-        grid_utility: Tensor | None,
+        grid_utility: Tensor | GridFeedback | None,
         t: int,
     ) -> None:
         """See :meth:`Strategy.update`."""
@@ -237,14 +238,14 @@ class UCB(Strategy):
         actions: Tensor,
         utility: Tensor,
         active: Tensor,
-        grid_utility: Tensor | None,
+        grid_utility: Tensor | GridFeedback | None,
         t: int,
     ) -> None:
         """See :meth:`Strategy.update`."""
         if grid_utility is None:
             sums, count = bucket_action_sum(utility, ctx, actions, active, self.C, self.K)
         else:
-            sums, count = bucket_sum(grid_utility, ctx, active, self.C)
+            sums, count = grid_sums(grid_utility, ctx, active, self.C)
             count = count.unsqueeze(-1)
         self.N.add_(count)
         self.S.add_(sums)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 import torch
@@ -142,7 +143,7 @@ class Strategy:
         actions: Tensor,
         utility: Tensor,
         active: Tensor,
-        grid_utility: Tensor | None,
+        grid_utility: Tensor | GridFeedback | None,
         t: int,
     ) -> None:
         """Learn from round ``t``.
@@ -240,6 +241,31 @@ def bucket_mean(values: Tensor, ctx: Tensor, active: Tensor, C: int) -> tuple[Te
     sums, count = bucket_sum(values, ctx, active, C)
     denom = count.clamp_min(1)
     return sums / (denom.unsqueeze(-1) if values.dim() == 4 else denom), count
+
+
+@dataclass(frozen=True)
+class GridFeedback:
+    """Full-information feedback already summed per context, so the market never has to build
+    the [R, B, A, K] grid of utilities: sums [R, A, C, K] of every action's utility over the
+    round's active auctions of each context, and count [R, A, C] of those auctions."""
+
+    sums: Tensor
+    count: Tensor
+
+
+def grid_sums(grid: Tensor | GridFeedback, ctx: Tensor, active: Tensor, C: int) -> tuple[Tensor, Tensor]:
+    """(sums [R, A, C, K], count [R, A, C]) from a grid [R, B, A, K] or a `GridFeedback`."""
+    if isinstance(grid, GridFeedback):
+        return grid.sums, grid.count
+    return bucket_sum(grid, ctx, active, C)
+
+
+def grid_mean(grid: Tensor | GridFeedback, ctx: Tensor, active: Tensor, C: int) -> tuple[Tensor, Tensor]:
+    """(mean [R, A, C, K], count [R, A, C]) from a grid [R, B, A, K] or a `GridFeedback`;
+    a context with no active auction has mean 0."""
+    if isinstance(grid, GridFeedback):
+        return grid.sums / grid.count.clamp_min(1).unsqueeze(-1), grid.count
+    return bucket_mean(grid, ctx, active, C)
 
 
 def bucket_action_sum(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from strategies.base import Strategy, register_strategy
+from strategies.base import GridFeedback, Strategy, register_strategy
 
 
 class _FixedAction(Strategy):
@@ -52,7 +52,7 @@ class _FixedAction(Strategy):
         actions: Tensor,
         utility: Tensor,
         active: Tensor,
-        grid_utility: Tensor | None,
+        grid_utility: Tensor | GridFeedback | None,
         t: int,
     ) -> None:
         """Fixed rules do not learn."""

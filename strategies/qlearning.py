@@ -7,7 +7,13 @@ import math
 import torch
 from torch import Tensor
 
-from strategies.base import Strategy, bucket_action_sum, bucket_mean, register_strategy
+from strategies.base import (
+    GridFeedback,
+    Strategy,
+    bucket_action_sum,
+    grid_mean,
+    register_strategy,
+)
 
 _EPSILON_FLOOR = 1e-30
 
@@ -83,7 +89,7 @@ class QLearning(Strategy):
         actions: Tensor,
         utility: Tensor,
         active: Tensor,
-        grid_utility: Tensor | None,
+        grid_utility: Tensor | GridFeedback | None,
         t: int,
     ) -> None:
         """See :meth:`Strategy.update`."""
@@ -92,7 +98,7 @@ class QLearning(Strategy):
             r_bar = sums / count.clamp_min(1)
             used = count > 0
         else:
-            r_bar, count = bucket_mean(grid_utility, ctx, active, self.C)
+            r_bar, count = grid_mean(grid_utility, ctx, active, self.C)
             used = (count > 0).unsqueeze(-1)
         target = r_bar
         if self.discount != 0.0:

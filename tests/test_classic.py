@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+from unittest import mock
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from mechanisms import (
     GSP,
     MECHANISMS,
     AuctionBatch,
+    classic,
     get_mechanism,
     reference_deviations,
     register_mechanism,
@@ -145,8 +147,9 @@ def test_negative_zero_and_negative_bids_count_as_zero():
 
 
 @st.composite
-def instances(draw, discrete: bool = True, multi_slot: bool = True):
-    """A random batch, reserve, ctrs and alternative bids; discrete draws make ties likely."""
+def instances(draw, discrete: bool = True, multi_slot: bool = True, signed: bool = False):
+    """A random batch, reserve, ctrs and alternative bids; discrete draws make ties likely,
+    signed ones add negative bids and -0.0 (both count as 0)."""
     B = draw(st.integers(1, 3))
     n = draw(st.integers(1, 6))
     K = draw(st.integers(1, 4))
@@ -155,6 +158,8 @@ def instances(draw, discrete: bool = True, multi_slot: bool = True):
         if discrete
         else st.floats(0.0, 2.0, allow_nan=False, allow_infinity=False)
     )
+    if signed:
+        values = values | st.sampled_from([-0.0, -0.5])
     bids = draw(st.lists(values, min_size=B * n, max_size=B * n))
     alt = draw(st.lists(values, min_size=B * n * K, max_size=B * n * K))
     mask = draw(st.lists(st.booleans(), min_size=B * n, max_size=B * n))
@@ -223,7 +228,7 @@ def tol(dtype):
 
 @pytest.mark.parametrize("name", CLASSIC)
 @FAST
-@given(inst=instances() | instances(discrete=False))
+@given(inst=instances() | instances(discrete=False) | instances(signed=True))
 def test_run_matches_scalar_oracle(name, inst):
     out = build(name, inst).run(inst["batch"])
     alloc, pay, slot = oracle(name, inst)
@@ -236,7 +241,7 @@ def test_run_matches_scalar_oracle(name, inst):
 
 @pytest.mark.parametrize("name", CLASSIC)
 @FAST
-@given(inst=instances() | instances(discrete=False))
+@given(inst=instances() | instances(discrete=False) | instances(signed=True))
 def test_fast_deviations_match_reference(name, inst):
     mech, b = build(name, inst), inst["batch"]
     fast = mech.deviations(b, inst["alt"])
@@ -245,6 +250,48 @@ def test_fast_deviations_match_reference(name, inst):
     # Allocation is a ctr picked by the slot, so equal slots give bitwise equal allocations.
     assert torch.equal(fast[0], slow[0])
     torch.testing.assert_close(fast[1], slow[1], **tol(dtype))
+
+
+def on_route(few: bool):
+    """Force the few-slot route (podium and broadcasting) or the sorted one (searchsorted)."""
+    return mock.patch.dict(classic.FEW_SLOTS, {"cpu": 10**6 if few else 0})
+
+
+@pytest.mark.parametrize("name", CLASSIC)
+@FAST
+@given(inst=instances() | instances(discrete=False) | instances(signed=True))
+def test_few_slot_and_sorted_routes_agree_exactly(name, inst):
+    mech, b, alt = build(name, inst), inst["batch"], inst["alt"]
+    results = []
+    for few in (True, False):
+        with on_route(few):
+            out, alloc, pay = mech.run_with_deviations(b, alt)
+            sep_out, (sep_alloc, sep_pay) = mech.run(b), mech.deviations(b, alt)
+        got = [out.allocation, out.payment, out.slot, alloc, pay]
+        sep = [sep_out.allocation, sep_out.payment, sep_out.slot, sep_alloc, sep_pay]
+        for x, y in zip(got, sep, strict=True):
+            assert torch.equal(x, y)
+        assert not torch.signbit(out.payment).any() and not torch.signbit(pay).any()
+        results.append(got)
+    for x, y in zip(*results, strict=True):
+        assert x.dtype == y.dtype and torch.equal(x, y)
+
+
+@FAST
+@given(inst=instances() | instances(discrete=False))
+def test_podium_picks_the_sorted_ranking(inst):
+    b = inst["batch"]
+    n = b.bids.shape[1]
+    bids = b.bids.masked_fill(~b.mask, classic.MASKED)
+    ranking = classic.rank(bids, b.noise, n + 1)
+    podium = classic.podium(bids.t().contiguous(), b.noise.t().contiguous(), n + 1)
+    for got, want in [
+        (podium.who[:, 0].t().long(), ranking.top),
+        (podium.bid[:, 0].t(), ranking.top_bid),
+        (podium.noise[:, 0].t(), ranking.top_noise),
+        (podium.first.argmax(1).t(), ranking.top[:, :n]),
+    ]:
+        assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("name", CLASSIC)
@@ -324,6 +371,7 @@ def test_classic_mechanisms_are_registered():
         mech = get_mechanism(name)
         assert mech.name == name
         assert mech.exact_deviations is True
+        assert callable(mech.run_with_deviations)
 
 
 def test_unknown_mechanism_lists_the_known_names():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mechanisms import MECHANISMS, AuctionBatch, get_mechanism, reference_deviations
+from mechanisms.base import run_with_deviations, tie_noise
 
 DEVICES = [
     "cpu",
@@ -116,3 +117,48 @@ def test_exact_deviations_agree_with_reference(mech):
     slow = reference_deviations(mech, batch, alt)
     for x, y in zip(fast, slow, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def assert_same(joint, separate):
+    (out, alloc, pay), (sep_out, sep_alloc, sep_pay) = joint, separate
+    for x, y in zip(out.__dict__.values(), sep_out.__dict__.values(), strict=True):
+        assert x.dtype == y.dtype and torch.equal(x, y)
+    assert torch.equal(alloc, sep_alloc) and torch.equal(pay, sep_pay)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_run_with_deviations_equals_run_then_deviations(mech, device, dtype):
+    batch = random_batch(device, dtype)
+    alt = torch.rand(B, N, K, dtype=dtype, generator=torch.Generator().manual_seed(4)).to(device)
+    separate = mech.run(batch), *mech.deviations(batch, alt)
+    assert_same(run_with_deviations(mech, batch, alt), separate)
+    # Without noise the pair draws it once: both halves see the ties a fresh generator with
+    # the same seed draws first.
+    batch = random_batch(device, dtype, with_noise=False)
+
+    def gen():
+        return torch.Generator(device=device).manual_seed(5)
+
+    joint = run_with_deviations(mech, batch, alt, gen())
+    fixed = AuctionBatch(batch.bids, batch.mask, tie_noise(batch, gen()))
+    assert_same(joint, (mech.run(fixed), *mech.deviations(fixed, alt)))
+
+
+def test_run_with_deviations_falls_back_to_run_and_deviations(mech):
+    class RunAndDeviationsOnly:
+        """The mechanism seen through the protocol's two required methods only."""
+
+        def run(self, batch, generator=None):
+            return mech.run(batch, generator)
+
+        def deviations(self, batch, alt_bids, generator=None):
+            return mech.deviations(batch, alt_bids, generator)
+
+    batch = random_batch("cpu", torch.float64, with_noise=False)
+    alt = torch.rand(B, N, K, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    joint = run_with_deviations(mech, batch, alt, torch.Generator().manual_seed(7))
+    fallback = run_with_deviations(
+        RunAndDeviationsOnly(), batch, alt, torch.Generator().manual_seed(7)
+    )
+    assert_same(joint, fallback)

@@ -208,3 +208,31 @@ def test_runs_on_cuda_like_on_cpu(name):
     moved = make(name, "cuda")
     moved.load_state_dict(cpu.state_dict())
     torch.testing.assert_close(moved.policy(5).cpu(), cpu.policy(5))
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_grid_feedback_sums_equal_the_dense_grid(name):
+    """Pre-summed full feedback (what the market passes) updates a learner exactly as the
+    dense [R, B, A, K] grid of utilities would, up to float rounding."""
+    from market.model import grid_feedback
+    from strategies.base import GridFeedback
+
+    R, B, A, C, K = 2, 7, 3, 2, 5
+    gen = torch.Generator().manual_seed(4)
+    ctx = torch.randint(0, C, (R, B, A), generator=gen)
+    active = torch.rand(R, B, A, generator=gen) < 0.7
+    value = torch.rand(R, B, A, generator=gen, dtype=torch.float64)
+    alloc = (torch.rand(R, B, A, K, generator=gen, dtype=torch.float64) < 0.5).double()
+    pay = torch.rand(R, B, A, K, generator=gen, dtype=torch.float64) * alloc
+    dense = value.unsqueeze(-1) * alloc - pay
+    summed = grid_feedback(value, alloc, pay, ctx, active, C)
+    assert isinstance(summed, GridFeedback)
+    cls = STRATEGIES[name]
+    a = cls(R, A, C, K, dtype=torch.float64)
+    b = cls(R, A, C, K, dtype=torch.float64)
+    actions = torch.randint(0, K, (R, B, A), generator=gen)
+    utility = dense.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    a.update(ctx, actions, utility, active, dense, 0)
+    b.update(ctx, actions, utility, active, summed, 0)
+    for key in cls.state_names:
+        torch.testing.assert_close(getattr(a, key), getattr(b, key), rtol=1e-12, atol=1e-12)
