@@ -11,7 +11,6 @@ from __future__ import annotations
 import mesa
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
 from strategies.bidding import GridPolicy
@@ -28,6 +27,8 @@ class ValueSampler:
         self.support = dist.support
         if dist.dist == "beta":
             # Beta has no closed-form quantile in torch: tabulate scipy's once, interpolate on device.
+            from scipy import stats
+
             q = np.linspace(0.0, 1.0, 4097)
             table = stats.beta.ppf(q, dist.a, dist.b) * dist.scale
             self._table = torch.tensor(table, device=device, dtype=dtype)

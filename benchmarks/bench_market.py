@@ -50,7 +50,7 @@ def hedge_scenario(device: str, steps: int) -> dict:
             "strategy": {"kind": "hedge", "eta": 0.1,
                          "multipliers": {"low": 0.0, "high": 1.5, "n": 31}},
         }],
-        "metrics": {"every": 10**9, "agents": False},
+        "metrics": {"every": steps, "agents": False},
     }
 
 
@@ -65,7 +65,7 @@ def qlearning_scenario(device: str, steps: int, replicas: int = 1000) -> dict:
                          "bids": {"low": 0.0, "high": 1.0, "n": 21},
                          "epsilon": {"start": 1.0, "decay": 1e-5}},
         }],
-        "metrics": {"every": 10**9, "agents": False},
+        "metrics": {"every": steps, "agents": False},
     }
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from market.figures import write_figures
 from market.model import AuctionMarket
 from market.results import RunFolder, RunFolderError, collector_frames
 from market.scenario import Scenario
@@ -19,7 +18,7 @@ class RunResult:
     folder: Path
     steps: int            # rounds completed
     resumed_from: int     # 0 for a fresh run
-    seconds: float
+    seconds: float         # wall time of the rounds themselves (checkpoints included)
     summary: dict[str, Any] | None  # None when stopped early (stop_after)
 
 
@@ -96,12 +95,15 @@ def run_scenario(
     folder.save_checkpoint(model, collector_frames(model))
     model.datacollector = model.new_collector()
     summary = folder.finalize(scenario.steps)
+    loop_seconds = time.perf_counter() - t0
     if figures:
         import pandas as pd
 
+        from market.figures import write_figures  # seaborn is slow to import; only when drawing
+
         write_figures(pd.read_parquet(folder.path / "metrics.parquet"), folder.figures,
                       [g.group for g in scenario.advertisers])
-    return RunResult(folder.path, int(model.steps), start, time.perf_counter() - t0, summary)
+    return RunResult(folder.path, int(model.steps), start, loop_seconds, summary)
 
 
 class _Bar:

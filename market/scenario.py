@@ -329,6 +329,11 @@ class Scenario(Strict):
                     raise ValueError(
                         f"advertisers[{i}].entry.learner.kind = 'hedge' needs feedback.kind = 'full'"
                     )
+        if self.metrics.every > self.steps:
+            raise ValueError(
+                f"metrics.every = {self.metrics.every}: must be <= steps = {self.steps}, "
+                "or no metric row is ever collected"
+            )
         if self.n_advertisers > 65_000:
             raise ValueError(f"at most 65000 advertisers in one market, got {self.n_advertisers}")
         return self
@@ -444,7 +449,7 @@ def _format(err: dict[str, Any], data: dict[str, Any]) -> str | None:
         return f"{path} = {value!r}: {_ALLOWED[kind].format(**ctx)}"
     if kind == "value_error":
         msg = str(ctx.get("error", err["msg"]))
-        if msg.startswith("advertisers[") or msg.startswith("advertiser group"):
+        if msg.startswith(("advertisers[", "advertiser group", "metrics.every")):
             return msg
         shown = value if not isinstance(value, dict) else None
         return f"{path} = {shown!r}: {msg}" if shown is not None else f"{path}: {msg}"

@@ -67,9 +67,24 @@ class QLearning(Strategy):
         eps = self.epsilon_start * math.exp(-self.epsilon_decay * t)
         return eps if eps >= _EPSILON_FLOOR else 0.0
 
+    def _update_played(self, ctx: Tensor, actions: Tensor, utility: Tensor, active: Tensor) -> None:
+        """Bandit update for one auction per round (B = 1): every (replica, agent) played exactly
+        one (context, action) cell, whose mean reward is that auction's utility. Touches only
+        those cells instead of the whole [R, A, C, K] table (same numbers as the general path)."""
+        row = (self._row + ctx).reshape(-1)  # [R * A] rows of the (replica, agent, context) table
+        cell = row * self.K + actions.reshape(-1)
+        flat = self.Q.view(-1)
+        q = flat[cell]
+        target = utility.reshape(-1).to(q.dtype)
+        if self.discount != 0.0:
+            target = target + self.discount * self.Q.amax(-1).view(-1)[row]
+        flat[cell] = torch.where(active.reshape(-1), torch.lerp(q, target, self.lr), q)
+        self._refresh()
+
     def _refresh(self) -> None:
         # the greedy one-hot changes only when Q does; the policy mixes it with epsilon(t)
         greedy = self.Q.max(-1, keepdim=True).indices  # first maximum; faster than argmax on CPU
+        # a fresh tensor, not in place: policy() may have handed the old one out
         self._greedy = torch.zeros_like(self.Q).scatter_(-1, greedy, 1.0)
 
     def greedy(self) -> Tensor:
@@ -93,6 +108,9 @@ class QLearning(Strategy):
         t: int,
     ) -> None:
         """See :meth:`Strategy.update`."""
+        if grid_utility is None and ctx.shape[1] == 1:
+            self._update_played(ctx, actions, utility, active)
+            return
         if grid_utility is None:
             sums, count = bucket_action_sum(utility, ctx, actions, active, self.C, self.K)
             r_bar = sums / count.clamp_min(1)

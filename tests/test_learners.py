@@ -326,3 +326,27 @@ def test_bucket_action_sum_matches_naive_loop(R, B, A, C, K, seed):
                     want_count[r, a, ctx[r, b, a], actions[r, b, a]] += 1
     assert torch.equal(count, want_count)
     torch.testing.assert_close(sums, want_sums)
+
+
+def test_qlearning_one_auction_fast_path_equals_general_path():
+    """With one auction per round the Q update touches only the played cells; it must give
+    exactly what the general per-(context, action) mean update gives."""
+    from strategies.qlearning import QLearning
+
+    R, A, C, K = 5, 3, 2, 7
+    gen = torch.Generator().manual_seed(1)
+    fast = QLearning(R, A, C, K, lr=0.3, discount=0.6, q0=0.2)
+    slow = QLearning(R, A, C, K, lr=0.3, discount=0.6, q0=0.2)
+    for t in range(30):
+        ctx = torch.randint(0, C, (R, 1, A), generator=gen)
+        u = torch.rand(R, 1, A, generator=gen)
+        actions = fast.act(ctx, u, t)
+        utility = torch.randn(R, 1, A, generator=gen)
+        active = torch.rand(R, 1, A, generator=gen) < 0.8
+        fast.update(ctx, actions, utility, active, None, t)
+        # the general path, as for B > 1: duplicate the auction with the second copy inactive
+        slow.update(torch.cat([ctx, ctx], 1), torch.cat([actions, actions], 1),
+                    torch.cat([utility, utility], 1),
+                    torch.cat([active, torch.zeros_like(active)], 1), None, t)
+        assert torch.equal(fast.Q, slow.Q)
+        assert torch.equal(fast.policy(t), slow.policy(t))

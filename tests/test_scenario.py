@@ -55,6 +55,12 @@ def test_hedge_needs_full_feedback(scenario_dict):
     assert "advertisers[0].strategy.kind = 'hedge' needs full-information feedback" in line
 
 
+def test_metrics_every_must_fit_in_the_run(scenario_dict):
+    scenario_dict["metrics"]["every"] = 80
+    (line,) = problems(scenario_dict)
+    assert line.startswith("metrics.every = 80: must be <= steps = 50")
+
+
 def test_all_errors_reported_at_once(scenario_dict):
     scenario_dict["advertisers"][0]["count"] = 0
     scenario_dict["mechanism"]["reserve"] = -1
