@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_market.py
+	$(BIN)/python benchmarks/bench_mechanisms.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

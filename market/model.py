@@ -5,6 +5,13 @@ Per round, for R replicas at once: values are drawn, every group decides entry, 
 by the mechanism as one [R*B, n] batch; utilities are computed from true values; learners update
 from their own outcome (bandit) or from every grid action's counterfactual utility on the same
 auctions (full); on collection steps the metrics are computed and handed to Mesa's DataCollector.
+
+How Mesa is used: the model is a `mesa.Model` (steps counted by Mesa, `rng` seeded from the
+scenario), every advertiser is a `mesa.Agent` created with `Advertiser.create_agents`, and the
+metrics go through `mesa.DataCollector` (model reporter `step_metrics`, agent reporter
+`record`). Decisions are not made by calling each agent in turn (`agents.shuffle_do`): a group's
+advertisers share one vectorised strategy over [R, A] (DESIGN rule 3), so the round calls each
+group once. That keeps one round a few hundred tensor ops whatever the number of advertisers.
 """
 
 from __future__ import annotations
