@@ -210,22 +210,19 @@ def collector_frames(model) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         metrics = pd.DataFrame()
     agents = None
     if model.scenario.metrics.agents:
-        records = dc._agent_records  # {step: [(step, agent_id, record), ...]}, Mesa's own store
-        parts = []
-        for step, recs in records.items():
-            for _, agent_id, rec in recs:
-                if rec is None:
-                    continue
-                parts.append((step, agent_id, rec))
-        if parts:
+        table = dc.get_agent_vars_dataframe()  # index (Step, AgentID), column "record"
+        table = table[table["record"].notna()] if len(table) else table
+        if len(table):
             group_of = {a.unique_id: a.group_name for a in model.advertisers}
-            cols = list(parts[0][2])
+            steps = table.index.get_level_values("Step").to_numpy(np.int64)
+            ids = table.index.get_level_values("AgentID").to_numpy(np.int64)
+            records = table["record"].tolist()
             agents = pd.DataFrame({
-                "step": np.repeat(np.array([p[0] for p in parts], dtype=np.int64), R),
-                "replica": np.tile(np.arange(R, dtype=np.int64), len(parts)),
-                "agent": np.repeat(np.array([p[1] for p in parts], dtype=np.int64), R),
-                "group": np.repeat(np.array([group_of[p[1]] for p in parts]), R),
-                **{c: np.concatenate([p[2][c] for p in parts]) for c in cols},
+                "step": np.repeat(steps, R),
+                "replica": np.tile(np.arange(R, dtype=np.int64), len(records)),
+                "agent": np.repeat(ids, R),
+                "group": np.repeat(np.array([group_of[i] for i in ids]), R),
+                **{c: np.concatenate([r[c] for r in records]) for c in records[0]},
             })
     return metrics, agents
 
