@@ -11,7 +11,6 @@ from rich.table import Table
 
 from market.scenario import ScenarioError, load_scenario
 
-err = Console(stderr=True)
 out = Console()
 
 
@@ -74,7 +73,7 @@ def cmd_run(args) -> int:
                  "device": args.device}
     if args.resume:
         if args.out is None:
-            err.print("[red]--resume needs --out DIR[/red]")
+            print("error: --resume needs --out DIR (the run folder to continue)", file=sys.stderr)
             return 2
         # the run's own seed and replicas are part of its identity; take them from the manifest
         saved = RunFolder(args.out).manifest()["scenario"]
@@ -83,7 +82,7 @@ def cmd_run(args) -> int:
                 overrides[key] = saved[key]
     scenario = load_scenario(args.scenario, overrides)
     if args.threads < 1:
-        err.print(f"--threads = {args.threads}: must be >= 1")
+        print(f"error: --threads = {args.threads}: must be >= 1", file=sys.stderr)
         return 2
     import torch
 
@@ -92,8 +91,17 @@ def cmd_run(args) -> int:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     folder = args.out or default_out(scenario)
-    res = run_scenario(scenario, folder, resume=args.resume, progress=not args.quiet,
-                       figures=not args.no_figures, command=sys.argv)
+    try:
+        res = run_scenario(scenario, folder, resume=args.resume, progress=not args.quiet,
+                           figures=not args.no_figures, command=sys.argv)
+    except KeyboardInterrupt:
+        import json
+
+        state = Path(folder) / "checkpoint" / "state.json"
+        at = json.loads(state.read_text())["steps"] if state.exists() else 0
+        print(f"interrupted; the last checkpoint is at round {at}. Continue with:\n"
+              f"  genmarket run {args.scenario} --out {folder} --resume", file=sys.stderr)
+        return 130
     out.print(_summary_table(res.summary))
     rate = (res.steps - res.resumed_from) / max(res.seconds, 1e-9)
     out.print(f"run folder: {res.folder}  ({res.steps - res.resumed_from} rounds in "
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        err.print("interrupted: resume with `genmarket run SCENARIO --out DIR --resume`")
+        print("interrupted: resume with `genmarket run SCENARIO --out DIR --resume`", file=sys.stderr)
         return 130
 
 

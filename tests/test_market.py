@@ -340,3 +340,21 @@ def test_resume_extends_a_finished_run(scenario_dict, tmp_path):
     scenario_dict["seed"] += 1
     with pytest.raises(Exception, match="differs in seed"):
         run(scenario_dict, tmp_path, "grown", resume=True)
+
+
+def test_ctrl_c_says_how_to_resume(scenario_dict, tmp_path):
+    scenario_dict.update(steps=4000, checkpoint_every=50, auctions_per_step=8)
+    scenario_dict["metrics"]["every"] = 50
+    path = tmp_path / "s.toml"
+    path.write_text(_toml(scenario_dict))
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "market.cli", "run", str(path), "--out", str(out), "--quiet",
+         "--no-figures"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"--out {out} --resume" in err and "last checkpoint is at round" in err
