@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -174,11 +176,69 @@ class Multiplier(Strict):
     a: NonNeg
 
 
+class PluginStrategy(LearnerBase):
+    """A strategy class registered outside this file: through the `genmarket.strategies`
+    entry-point group, or `strategies.base.register_strategy` in code. It takes the common grid
+    settings (`multipliers` or `bids`, `buckets`) plus whatever keyword arguments its class
+    accepts; those are checked by building the class once."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    kind: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _accepted(self) -> PluginStrategy:
+        from strategies.base import get_strategy
+
+        cls = get_strategy(self.kind)
+        try:
+            cls(1, 1, self.buckets, self.grid.n, **self.params())
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"strategy {self.kind!r} rejected its settings: {exc}") from None
+        return self
+
+
+BUILTIN_STRATEGIES = ("truthful", "multiplier", "hedge", "exp3", "ucb", "qlearning")
+LEARNER_KINDS = ("hedge", "exp3", "ucb", "qlearning")
+
+
+def strategy_kinds() -> list[str]:
+    """Every strategy a scenario may name: the built-in ones, then registered plug-ins."""
+    import importlib.metadata
+
+    from strategies.base import STRATEGIES
+
+    plugins = set(STRATEGIES) | {
+        ep.name for ep in importlib.metadata.entry_points(group="genmarket.strategies")
+    }
+    return list(BUILTIN_STRATEGIES) + sorted(plugins - set(BUILTIN_STRATEGIES))
+
+
+def _strategy_tag(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if kind in BUILTIN_STRATEGIES:
+        return kind
+    if isinstance(kind, str) and kind in strategy_kinds():
+        return "plugin"
+    return None
+
+
+_STRATEGY_UNION = Discriminator(
+    _strategy_tag, custom_error_type="strategy_kind", custom_error_message="unknown strategy kind"
+)
 Learner = Annotated[Hedge | Exp3 | UCB | QLearning, Field(discriminator="kind")]
 StrategyConfig = Annotated[
-    Truthful | Multiplier | Hedge | Exp3 | UCB | QLearning, Field(discriminator="kind")
+    Annotated[Truthful, Tag("truthful")]
+    | Annotated[Multiplier, Tag("multiplier")]
+    | Annotated[Hedge, Tag("hedge")]
+    | Annotated[Exp3, Tag("exp3")]
+    | Annotated[UCB, Tag("ucb")]
+    | Annotated[QLearning, Tag("qlearning")]
+    | Annotated[PluginStrategy, Tag("plugin")],
+    _STRATEGY_UNION,
 ]
-LEARNER_KINDS = ("hedge", "exp3", "ucb", "qlearning")
 
 
 # ---------------------------------------------------------------- entry
@@ -216,9 +276,7 @@ class LearnedEntry(Strict):
 EntryConfig = Annotated[Always | Never | Threshold | LearnedEntry, Field(discriminator="kind")]
 
 
-ReportConfig = Annotated[
-    Truthful | Multiplier | Hedge | Exp3 | UCB | QLearning, Field(discriminator="kind")
-]
+ReportConfig = StrategyConfig  # what to report to an autobidder: the same kinds of rule
 
 
 class AdvertiserGroup(Strict):
@@ -318,11 +376,13 @@ class Scenario(Strict):
         if dupes:
             raise ValueError(f"advertiser group names must be unique, repeated: {', '.join(dupes)}")
         if self.feedback.kind == "bandit":
+            from strategies.base import get_strategy
+
             for i, g in enumerate(self.advertisers):
                 for where, cfg in (("strategy", g.strategy), ("report", g.report)):
-                    if cfg is not None and cfg.kind == "hedge":
+                    if cfg is not None and get_strategy(cfg.kind).needs_full_feedback:
                         raise ValueError(
-                            f"advertisers[{i}].{where}.kind = 'hedge' needs full-information "
+                            f"advertisers[{i}].{where}.kind = {cfg.kind!r} needs full-information "
                             "feedback: set feedback.kind = 'full' or use exp3, ucb or qlearning"
                         )
                 if isinstance(g.entry, LearnedEntry) and g.entry.learner.kind == "hedge":
@@ -420,18 +480,22 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-_BRANCHES = {"float", "int", "bool", "str", "constrained-float", "constrained-int"}
+_BRANCHES = {"float", "int", "bool", "str", "constrained-float", "constrained-int", "plugin"}
 
 
 def _format(err: dict[str, Any], data: dict[str, Any]) -> str | None:
     kind = err["type"]
     ctx = err.get("ctx", {})
     loc = tuple(err["loc"])
+    if kind == "strategy_kind":
+        kind, ctx = "union_tag_invalid", {"discriminator": "'kind'", "expected_tags": "<strategies>"}
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = ctx.get("discriminator", "'kind'").strip("'")
         path = _path(_clean_loc(loc, data)) + "." + tag
         value = _lookup(data, _clean_loc(loc, data) + (tag,))
         allowed = ctx.get("expected_tags", "").replace("'", "")
+        if allowed == "<strategies>":
+            allowed = ", ".join(strategy_kinds())
         if value is None:
             return f"{path}: required, one of {allowed}"
         return f"{path} = {value!r}: not one of {allowed}"
