@@ -104,6 +104,9 @@ class AuctionMarket(mesa.Model):
         if self.fixed_entry:
             zeros = torch.zeros((self.R, self.n), device=self.device, dtype=self.dtype)
             self._fixed_entered = self._per_group(lambda g, u: g.entry.decide(u, 0), zeros)
+            # the participation mask of every round, built once: [R * B, n]
+            self._fixed_mask = (self._fixed_entered.unsqueeze(1)
+                                .expand(self.R, self.B, self.n).reshape(self.R * self.B, self.n))
         dev = scenario.metrics.deviation_grid.points() + [1.0]  # last column: truthful
         self.deviation_grid = torch.tensor(dev, device=self.device, dtype=self.dtype)
         self._learning_bidders = [g for g in self.groups if g.bidder.learns]
@@ -187,8 +190,9 @@ class AuctionMarket(mesa.Model):
                 lambda g, x, u: g.bids_for_reports(x, grid, u, t), v, u_bid, dim=2)
 
         mask = entered.unsqueeze(1).expand(R, B, n)
+        flat_mask = self._fixed_mask if self.fixed_entry else mask.reshape(R * B, n)
         noise = uniform(S.TIES, t, (B, n), self.dtype)
-        batch = AuctionBatch(bids.reshape(R * B, n), mask.reshape(R * B, n), noise.reshape(R * B, n))
+        batch = AuctionBatch(bids.reshape(R * B, n), flat_mask, noise.reshape(R * B, n))
         out, cf = self._clear(batch, segments)
         alloc = out.allocation.reshape(R, B, n)
         pay = out.payment.reshape(R, B, n)
@@ -231,7 +235,8 @@ class AuctionMarket(mesa.Model):
             c = g.cols
             ctx, actions, _ = acted[g.index]
             vh = v_hat[..., c]
-            own = vh * alloc[..., c] - pay[..., c]  # the autobidder values wins at the reported value
+            # the autobidder values wins at the reported value (the true one when not delegated)
+            own = vh * alloc[..., c] - pay[..., c] if g.reporter is not None else gross[..., c]
             grid = None
             if self.full:
                 a_k, p_k = cf["bid"]
@@ -264,14 +269,18 @@ class AuctionMarket(mesa.Model):
     def _book(self, entered, alloc, pay, gross) -> None:
         # Few ops per round: auctions held follow from the step count, and utility from the
         # gross sum and the rounds entered, so only these two running totals are kept.
-        self._entered_rounds += entered
+        if not self.fixed_entry:  # fixed entry: rounds entered = steps x the fixed mask
+            self._entered_rounds += entered
         self._sums += torch.stack((alloc, pay, gross)).sum(dim=2, dtype=torch.float64)
 
     @property
     def ledger(self) -> dict[str, Tensor]:
         """Cumulative totals per replica and advertiser, float64 [R, n]: auctions held, auctions
         entered, units won, payments and utility (value units, entry costs included)."""
-        entered = self._entered_rounds.to(torch.float64) * self.B
+        rounds = self._entered_rounds
+        if self.fixed_entry:
+            rounds = self._fixed_entered.to(torch.int64) * self.steps
+        entered = rounds.to(torch.float64) * self.B
         return {
             "auctions": torch.full_like(entered, float(self.steps * self.B)),
             "entered": entered,

@@ -131,7 +131,9 @@ class _RankAuction:
         noise = tie_noise(batch, generator).to(bids.dtype)
         alt = None if alt_bids is None else alt_bids.to(bids.dtype)
         S = min(len(self.ctrs), bids.shape[-1])  # slots from n on cannot be won
-        if S == 1 and alt is None:
+        # One winnable slot. Not for VCG with more ctrs than bidders: its price then sums the
+        # phantom reserve bids of the empty slots, equal in exact arithmetic but not in floats.
+        if S == 1 and alt is None and (len(self.ctrs) == 1 or self._rule != "vcg"):
             return self._one_slot(bids, batch.mask, noise), None, None
         solve = self._few_slots if S <= FEW_SLOTS.get(bids.device.type, 0) else self._sorted
         return solve(bids, batch.mask, noise, alt, outcome)
