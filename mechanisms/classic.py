@@ -19,6 +19,7 @@ How the slots and counterfactuals are computed: mechanisms/ranking.py.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -73,6 +74,11 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=64)
+def _arange(n: int, device: torch.device) -> Tensor:
+    return torch.arange(n, device=device)
+
+
 @dataclass(frozen=True)
 class _RankAuction:
     """Settings shared by the classic auctions.
@@ -117,6 +123,11 @@ class _RankAuction:
     def _ctr_tensor(self, like: Tensor) -> Tensor:
         return _constant(self.ctrs, like.dtype, like.device)
 
+    @staticmethod
+    def _index(like: Tensor) -> Tensor:
+        """0 .. n-1 along the last dim, [n] long on like's device (cached)."""
+        return _arange(like.shape[-1], like.device)
+
     # run, deviations and run_with_deviations all go through `_solve`: the podium (few slots)
     # or the ranking (many), built once, then the outcome and/or the deviations from it.
 
@@ -140,21 +151,22 @@ class _RankAuction:
 
     def _one_slot(self, bids: Tensor, mask: Tensor, noise: Tensor) -> Outcome:
         """The outcome alone when one slot can be won: the best bidder by (bid, noise, lower
-        index) wins if it clears the reserve. About twenty small ops, for markets of many tiny
+        index) wins if it clears the reserve. About fifteen small ops, for markets of many tiny
         auctions (1,000 replicas x 2 bidders) where the podium's per-pick ops dominate; the
         same numbers as the podium and sorted routes (tests/test_classic.py checks all three)."""
         b = torch.where(mask, bids.clamp(min=0) + 0.0, MASKED)
-        best = b == b.amax(-1, keepdim=True)
-        tied_noise = torch.where(best, noise, -1.0)  # noise is in [0, 1)
-        best &= tied_noise == tied_noise.amax(-1, keepdim=True)
-        best &= best.cumsum(-1) == 1  # exactly equal noise: the lower index
+        top = b.amax(-1, keepdim=True)
+        # among the top bids the highest noise wins; argmax returns the first maximum, which
+        # is the lower-index rule for exactly equal noise (noise is in [0, 1), so -1 is below)
+        winner = torch.where(b == top, noise, -1.0).argmax(-1, keepdim=True)
+        is_best = self._index(b) == winner
         z, _ = reserve_threshold(self.reserve, b.dtype)
-        won = (best & (b >= z)).to(b.dtype)
+        won = (is_best & (top >= z)).to(b.dtype)
         c = self._ctr_tensor(b)[:1]
         if self._rule == "first_price":
-            pay = c * b.clamp(min=0)
+            pay = c * top.clamp(min=0)  # the winner's bid (top is MASKED when nobody is there)
         else:
-            second = torch.where(best, MASKED, b).amax(-1, keepdim=True)
+            second = torch.where(is_best, MASKED, b).amax(-1, keepdim=True)
             pay = c * second.clamp(min=self.reserve)
         allocation = won if self.ctrs[0] == 1.0 else won * c
         return Outcome(allocation, won * pay, won.long() - 1)
