@@ -94,19 +94,27 @@ def test_resume_gives_identical_metrics(scenario_dict, tmp_path, stop):
     assert len(steps) == 12 * scenario_dict["replicas"]
 
 
-def test_resume_after_kill(scenario_dict, tmp_path):
-    """A real process killed with SIGKILL mid-run resumes to the same metrics."""
+def start_cli_run(scenario_dict, tmp_path, name):
+    """Start `genmarket run` on a long scenario in a subprocess; return (process, command, out)
+    once its first checkpoint is on disk."""
     scenario_dict.update(steps=4000, checkpoint_every=50, auctions_per_step=8)
     scenario_dict["metrics"]["every"] = 50
     path = tmp_path / "s.toml"
     path.write_text(_toml(scenario_dict))
-    out = tmp_path / "killed"
+    out = tmp_path / name
     cmd = [sys.executable, "-m", "market.cli", "run", str(path), "--out", str(out), "--quiet",
            "--no-figures"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
         time.sleep(0.05)
+    return proc, cmd, out
+
+
+def test_resume_after_kill(scenario_dict, tmp_path):
+    """A real process killed with SIGKILL mid-run resumes to the same metrics."""
+    proc, cmd, out = start_cli_run(scenario_dict, tmp_path, "killed")
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -343,17 +351,7 @@ def test_resume_extends_a_finished_run(scenario_dict, tmp_path):
 
 
 def test_ctrl_c_says_how_to_resume(scenario_dict, tmp_path):
-    scenario_dict.update(steps=4000, checkpoint_every=50, auctions_per_step=8)
-    scenario_dict["metrics"]["every"] = 50
-    path = tmp_path / "s.toml"
-    path.write_text(_toml(scenario_dict))
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "market.cli", "run", str(path), "--out", str(out), "--quiet",
-         "--no-figures"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out / "checkpoint" / "state.json").exists():
-        time.sleep(0.05)
+    proc, _, out = start_cli_run(scenario_dict, tmp_path, "run")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
