@@ -43,15 +43,6 @@ class ValueSampler:
         lo = pos.floor().long().clamp_(max=self._table.numel() - 2)
         return torch.lerp(self._table[lo], self._table[lo + 1], pos - lo.to(u.dtype))
 
-    @property
-    def mean(self) -> float:
-        d = self.dist
-        if d.dist == "constant":
-            return d.value
-        if d.dist == "uniform":
-            return (d.low + d.high) / 2
-        return d.scale * d.a / (d.a + d.b)
-
 
 class AdvertiserGroup:
     """Vectorised decisions of one scenario group: A advertisers in R replicas, columns `cols`.

@@ -65,8 +65,3 @@ def round_metrics(model, v, bids, entered, alloc, pay, gross, dev) -> dict[str, 
     arrays["step"] = np.full(model.R, model.steps, dtype=np.int64)
     return arrays
 
-
-METRIC_COLUMNS = (
-    "revenue", "welfare", "optimal_welfare", "entry_rate", "mean_bid_ratio",
-    "misreport_gain", "regret", "utility",
-)

@@ -89,7 +89,6 @@ class AuctionMarket(mesa.Model):
             )
             start += cfg.count
         self.n = start
-        self.group_of = [g.name for g in self.groups for _ in range(g.A)]
         self.entry_cost = torch.tensor(
             [g.entry_cost for g in self.groups for _ in range(g.A)], device=self.device, dtype=self.dtype
         )

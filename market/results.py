@@ -29,8 +29,6 @@ import numpy as np
 import pandas as pd
 from safetensors.torch import load_file, save_file
 
-from market.metrics import METRIC_COLUMNS
-
 MANIFEST, SUMMARY, STATE = "manifest.json", "summary.json", "state.json"
 PACKAGES = ("genmarket", "mesa", "torch", "numpy", "pandas", "pyarrow", "pydantic", "scipy", "seaborn")
 
@@ -177,7 +175,9 @@ class RunFolder:
         keys = ["step", "replica"] + (["agent"] if name == "agents" else [])
         return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
-    def finalize(self, steps: int) -> dict[str, Any]:
+    def finalize(self, steps: int) -> tuple[dict[str, Any], pd.DataFrame]:
+        """Write metrics.parquet, agents.parquet and summary.json from the parts.
+        Returns (summary, metrics table)."""
         metrics = self.read_parts("metrics")
         if metrics is None:
             raise RunFolderError(f"{self.path}: no metric rows were collected")
@@ -187,7 +187,7 @@ class RunFolder:
             _write_parquet(agents, self.path / "agents.parquet")
         summary = summarize(metrics, agents, steps)
         _write_json(self.path / SUMMARY, summary)
-        return summary
+        return summary, metrics
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -275,6 +275,6 @@ def _num(x: Any) -> float | None:
 
 
 __all__ = [
-    "RunFolder", "RunFolderError", "collector_frames", "summarize", "METRIC_COLUMNS",
+    "RunFolder", "RunFolderError", "collector_frames", "summarize",
     "package_versions", "git_commit",
 ]

@@ -78,7 +78,7 @@ def run_scenario(
     every_ckpt = scenario.checkpoint_interval
     t0 = time.perf_counter()
 
-    bar = _progress(progress, scenario, start)
+    bar = _Bar(scenario, start) if progress else None
     try:
         while model.steps < scenario.steps:
             model.step()
@@ -94,14 +94,12 @@ def run_scenario(
             bar.close()
     folder.save_checkpoint(model, collector_frames(model))
     model.datacollector = model.new_collector()
-    summary = folder.finalize(scenario.steps)
+    summary, metrics = folder.finalize(scenario.steps)
     loop_seconds = time.perf_counter() - t0
     if figures:
-        import pandas as pd
-
         from market.figures import write_figures  # seaborn is slow to import; only when drawing
 
-        write_figures(pd.read_parquet(folder.path / "metrics.parquet"), folder.figures,
+        write_figures(metrics, folder.figures,
                       [g.group for g in scenario.advertisers])
     return RunResult(folder.path, int(model.steps), start, loop_seconds, summary)
 
@@ -133,7 +131,3 @@ class _Bar:
     def close(self) -> None:
         self.progress.advance(self.task, self.pending)
         self.progress.stop()
-
-
-def _progress(enabled: bool, scenario: Scenario, start: int) -> _Bar | None:
-    return _Bar(scenario, start) if enabled else None

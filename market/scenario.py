@@ -25,7 +25,7 @@ from pydantic import (
 
 from market.scenario_errors import ScenarioError, dedupe, format_error
 
-__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario", "LEARNER_KINDS"]
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario", "strategy_kinds"]
 
 
 class Strict(BaseModel):
@@ -203,7 +203,6 @@ class PluginStrategy(LearnerBase):
 
 
 BUILTIN_STRATEGIES = ("truthful", "multiplier", "hedge", "exp3", "ucb", "qlearning")
-LEARNER_KINDS = ("hedge", "exp3", "ucb", "qlearning")
 
 
 def strategy_kinds() -> list[str]:

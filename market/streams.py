@@ -41,9 +41,9 @@ def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
-def replica_keys(seed: int, replicas: int, first: int = 0) -> np.ndarray:
+def replica_keys(seed: int, replicas: int) -> np.ndarray:
     """One 63-bit key per replica, from `SeedSequence(seed).spawn`: child r is the same whatever R is."""
-    children = np.random.SeedSequence(seed).spawn(first + replicas)[first:]
+    children = np.random.SeedSequence(seed).spawn(replicas)
     keys = [int(c.generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1) for c in children]
     return np.asarray(keys, dtype=np.int64)
 
@@ -60,9 +60,9 @@ class Streams:
     block_elements = 1 << 19  # numbers per block (4 MiB of int64 while hashing)
     block_steps = 256
 
-    def __init__(self, seed: int, replicas: int, device: torch.device | str = "cpu", first_replica: int = 0):
+    def __init__(self, seed: int, replicas: int, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
-        self.keys = torch.as_tensor(replica_keys(seed, replicas, first_replica), device=self.device)
+        self.keys = torch.as_tensor(replica_keys(seed, replicas), device=self.device)
         self._blocks: dict[tuple, tuple[int, Tensor]] = {}
 
     def bits(self, stream: int, step: int, shape: tuple[int, ...], steps: int = 1) -> Tensor:

@@ -15,10 +15,6 @@ from torch import Tensor
 from strategies.base import get_strategy
 
 
-def grid_tensor(points: list[float], device: torch.device, dtype: torch.dtype) -> Tensor:
-    return torch.tensor(points, device=device, dtype=dtype)
-
-
 class GridPolicy:
     """A `Strategy` over a grid of K multipliers (or absolute bids) with C value-bucket contexts.
 
@@ -35,7 +31,7 @@ class GridPolicy:
         else:
             points, absolute, C, params = cfg.grid.points(), cfg.absolute, cfg.buckets, cfg.params()
         self.kind = kind
-        self.grid = grid_tensor(points, self.device, dtype)  # [K]
+        self.grid = torch.tensor(points, device=self.device, dtype=dtype)  # [K]
         self.absolute = absolute
         self.K, self.C = len(points), C
         lo, hi = support
