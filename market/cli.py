@@ -56,9 +56,33 @@ def _summary_table(summary: dict) -> Table:
     return table
 
 
+def _one_shot_table(summary: dict) -> Table:
+    table = Table(title="one-shot experiment: means over auctions (reward units, nats)")
+    cols = ("logp_opt", "reward_gain", "revenue", "utility_gain", "gain_correlation",
+            "gain_correlation_no_offset")
+    table.add_column("generator")
+    table.add_column("M", justify="right")
+    for c in cols:
+        table.add_column(c.replace("_", " "), justify="right")
+    for cell in summary["cells"]:
+        table.add_row(cell["generator"], str(cell["M"]),
+                      *("nan" if cell[c] is None else f"{cell[c]:.3f}" for c in cols))
+    return table
+
+
 def cmd_validate(args) -> int:
     scenario = load_scenario(args.scenario)
     n = scenario.n_advertisers
+    ex = scenario.experiment
+    variants = scenario.variant_scenarios()
+    if variants:
+        out.print(f"{args.scenario}: ok — {scenario.name}, {len(variants)} variants: "
+                  f"{', '.join(name for name, _ in variants)}")
+    if ex is not None:
+        out.print(f"{args.scenario}: ok — {scenario.name}, one-shot MOSAIC experiment, "
+                  f"{ex.instances} instances x {ex.seeds} seeds, M in {ex.candidates}, "
+                  f"generators {', '.join(ex.generators)}")
+        return 0
     out.print(f"{args.scenario}: ok — {scenario.name}, {scenario.mechanism.kind}, {n} advertisers, "
               f"{scenario.steps} steps x {scenario.auctions_per_step} auctions x "
               f"{scenario.replicas} replica(s)")
@@ -102,6 +126,18 @@ def cmd_run(args) -> int:
         print(f"interrupted; the last checkpoint is at round {at}. Continue with:\n"
               f"  genmarket run {args.scenario} --out {folder} --resume", file=sys.stderr)
         return 130
+    if scenario.variants:
+        for name, summary in res.summary.items():
+            out.print(f"[bold]variant {name}[/bold]")
+            out.print(_one_shot_table(summary) if "cells" in summary else _summary_table(summary))
+        out.print(f"run folder: {res.folder} (one sub-folder per variant; comparison.json, "
+                  f"figures/comparison.png)  {res.seconds:.1f} s")
+        return 0
+    if scenario.experiment is not None:
+        out.print(_one_shot_table(res.summary))
+        out.print(f"run folder: {res.folder}  ({res.steps - res.resumed_from} cells in "
+                  f"{res.seconds:.1f} s)")
+        return 0
     out.print(_summary_table(res.summary))
     rate = (res.steps - res.resumed_from) / max(res.seconds, 1e-9)
     out.print(f"run folder: {res.folder}  ({res.steps - res.resumed_from} rounds in "

@@ -39,10 +39,14 @@ def _lines(df: pd.DataFrame, columns: dict[str, str], ylabel: str, title: str, p
     return path
 
 
-def write_figures(metrics: pd.DataFrame, folder: Path, groups: list[str]) -> list[Path]:
-    """Write revenue.png, entry.png, bid_ratio.png and incentives.png; return their paths."""
+def write_figures(metrics: pd.DataFrame, folder: Path, groups: list[str],
+                  mosaic: bool = False) -> list[Path]:
+    """Write revenue.png, entry.png, bid_ratio.png (report_ratio.png for MOSAIC) and
+    incentives.png, plus gains.png and quality.png for MOSAIC; return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
+    if mosaic:
+        return _mosaic_figures(metrics, folder, groups)
     out = [
         _lines(metrics, {"revenue": "revenue", "welfare": "welfare",
                          "optimal_welfare": "optimal welfare"},
@@ -56,3 +60,60 @@ def write_figures(metrics: pd.DataFrame, folder: Path, groups: list[str]) -> lis
                folder / "incentives.png"),
     ]
     return out
+
+
+def _mosaic_figures(metrics: pd.DataFrame, folder: Path, groups: list[str]) -> list[Path]:
+    entry = {"entry_rate_relevant": "relevant", "entry_rate_irrelevant": "irrelevant",
+             **{f"entry_rate_{g}": g for g in groups}}
+    entry = {k: v for k, v in entry.items() if metrics[k].notna().any()}
+    return [
+        _lines(metrics, {"revenue": "revenue (payments)", "welfare": "advertisers' reward"},
+               "reward units per auction", "Revenue and advertisers' reward",
+               folder / "revenue.png"),
+        _lines(metrics, entry, "share of advertisers entering",
+               "Entry (unraveling: relevant advertisers leaving)", folder / "entry.png"),
+        _lines(metrics, {"mean_report_ratio": "reported / true reward scale"},
+               "report multiplier", "Reports", folder / "report_ratio.png",
+               reference={"truthful": 1.0}),
+        _lines(metrics, {"misreport_gain": "misreport gain", "regret": "regret"},
+               "reward units per auction", "Incentives: gain from misreporting",
+               folder / "incentives.png"),
+        _lines(metrics, {"reward_gain": "reward gain", "utility_gain": "utility gain"},
+               "reward units per auction", "Gain from participating (eq. 19)",
+               folder / "gains.png"),
+        _lines(metrics, {"logp_opt": "log pi_r(returned reply)", "kl_ref": "KL to reference"},
+               "nats", "Reply quality", folder / "quality.png"),
+    ]
+
+
+COMPARED = ("revenue", "utility", "entry_rate_relevant", "entry_rate_irrelevant", "entry_rate",
+            "misreport_gain", "mean_report_ratio", "mean_bid_ratio", "utility_gain", "logp_opt")
+
+
+def write_comparison(metrics: dict[str, pd.DataFrame], folder: Path) -> Path:
+    """One panel per metric the variants' runs share (from COMPARED), a line per variant;
+    writes comparison.png and returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sns.set_theme(style="whitegrid", context="notebook")
+    df = pd.concat([m.assign(variant=name) for name, m in metrics.items()], ignore_index=True)
+    cols = [c for c in COMPARED if c in df and df[c].notna().any()]
+    width = min(3, len(cols))
+    rows = -(-len(cols) // width)
+    fig, axes = plt.subplots(rows, width, figsize=(4.2 * width, 3.2 * rows), dpi=110,
+                             squeeze=False)
+    errorbar = ("se", 1.96) if df["replica"].nunique() > 1 else None
+    for ax, col in zip(axes.flat, cols, strict=False):
+        sns.lineplot(data=df, x="step", y=col, hue="variant", errorbar=errorbar, ax=ax,
+                     linewidth=1.1)
+        ax.set_title(col.replace("_", " "), fontsize=10)
+        ax.set_xlabel("round")
+        ax.set_ylabel("")
+        ax.legend(fontsize=7, title=None)
+    for ax in list(axes.flat)[len(cols):]:
+        ax.set_visible(False)
+    sns.despine(fig)
+    fig.tight_layout()
+    path = folder / "comparison.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

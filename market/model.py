@@ -58,13 +58,13 @@ def grid_feedback(value: Tensor, alloc: Tensor, pay: Tensor, ctx: Tensor, active
     return GridFeedback(sums, w.sum(1))
 
 
-class AuctionMarket(mesa.Model):
-    """Repeated auctions between learning advertisers, R replicas batched along dimension 0.
+class MarketBase(mesa.Model):
+    """What every market shares: R replicas of the scenario's advertisers (Mesa agents whose
+    decisions are made per group, vectorised), counter-based random streams, the DataCollector
+    and checkpoints of every learner's state plus the ledger tensors in `ledger_state`."""
 
-    After each step: `ledger` (cumulative totals per replica and advertiser, [R, n]),
-    `step_metrics` (dict of per-replica numpy arrays, on collection steps) and `last_round`
-    (per-advertiser means of the last collected round, [R, n] numpy arrays).
-    """
+    # the ledger: rounds entered and running sums of (units won, payment, utility), [R, n] each
+    ledger_state: tuple[str, ...] = ("_entered_rounds", "_sums")
 
     def __init__(self, scenario: Scenario, device: str | torch.device | None = None):
         super().__init__(rng=scenario.seed)
@@ -74,9 +74,6 @@ class AuctionMarket(mesa.Model):
         self.R, self.B = scenario.replicas, scenario.auctions_per_step
         self.every = scenario.metrics.every
         self.full = scenario.feedback.kind == "full"
-        self.mechanism = get_mechanism(scenario.mechanism.kind, **scenario.mechanism.params())
-        # click-through rate per slot (classic mechanisms); one unit slot otherwise
-        self.slot_ctrs = list(getattr(self.mechanism, "ctrs", None) or [1.0])
         self.streams = S.Streams(scenario.seed, self.R, self.device)
 
         self.groups: list[AdvertiserGroup] = []
@@ -92,35 +89,19 @@ class AuctionMarket(mesa.Model):
         self.entry_cost = torch.tensor(
             [g.entry_cost for g in self.groups for _ in range(g.A)], device=self.device, dtype=self.dtype
         )
-        self.delegates = any(g.reporter is not None for g in self.groups)
         self.fixed_entry = all(g.entry.name in ("always", "never") for g in self.groups)
-        self._constant_values = None
-        if all(g.cfg.value_dist.dist == "constant" for g in self.groups):
-            consts = torch.tensor([g.cfg.value_dist.value for g in self.groups for _ in range(g.A)],
-                                  device=self.device, dtype=self.dtype)
-            self._constant_values = consts.expand(self.R, self.B, self.n)
         self._fixed_entered = None
         if self.fixed_entry:
             zeros = torch.zeros((self.R, self.n), device=self.device, dtype=self.dtype)
             self._fixed_entered = self._per_group(lambda g, u: g.entry.decide(u, 0), zeros)
-            # the participation mask of every round, built once: [R * B, n]
-            self._fixed_mask = (self._fixed_entered.unsqueeze(1)
-                                .expand(self.R, self.B, self.n).reshape(self.R * self.B, self.n))
         dev = scenario.metrics.deviation_grid.points() + [1.0]  # last column: truthful
         self.deviation_grid = torch.tensor(dev, device=self.device, dtype=self.dtype)
-        self._learning_bidders = [g for g in self.groups if g.bidder.learns]
-        self._bid_k = max((g.bidder.K for g in self._learning_bidders if self.full), default=0)
-        self._learning_reporters = [g for g in self.groups if g.reporter is not None and g.reporter.learns]
-        self._rep_k = max((g.reporter.K for g in self._learning_reporters if self.full), default=0)
-
         self._entered_rounds = torch.zeros((self.R, self.n), dtype=torch.int64, device=self.device)
         self._sums = torch.zeros((3, self.R, self.n), dtype=torch.float64, device=self.device)
         self.step_metrics: dict[str, np.ndarray] | None = None
         self.last_round: dict[str, np.ndarray] | None = None
         self.datacollector = self.new_collector()
         self.running = True
-
-    # ------------------------------------------------------------------ plumbing
 
     def new_collector(self) -> mesa.DataCollector:
         agent_reporters = {"record": "record"} if self.scenario.metrics.agents else None
@@ -139,6 +120,86 @@ class AuctionMarket(mesa.Model):
             return fn(self.groups[0], *tensors)
         return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in self.groups], dim=dim)
 
+    def _values(self, t: int) -> Tensor:
+        """True values of round t, [R, B, n] (reward scales in MOSAIC)."""
+        u = self.streams.uniform(S.VALUES, t, (self.B, self.n), self.dtype)
+        return self._per_group(lambda g, x: g.values(x), u)
+
+    def _entry(self, t: int) -> Tensor:
+        """Who enters round t: [R, n] bool."""
+        if self.fixed_entry:
+            return self._fixed_entered
+        u = self.streams.uniform(S.ENTRY, t, (self.n,), self.dtype)
+        return self._per_group(lambda g, x: g.entry.decide(x, t), u)
+
+    @property
+    def ledger(self) -> dict[str, Tensor]:
+        """Cumulative totals per replica and advertiser, float64 [R, n]: auctions held, auctions
+        entered, units won (MOSAIC: expected reward of the replies shown), payments and utility
+        (value units, entry costs included). Kept by `_book` in `_entered_rounds` and `_sums`."""
+        rounds = self._entered_rounds
+        if self.fixed_entry:
+            rounds = self._fixed_entered.to(torch.int64) * self.steps
+        entered = rounds.to(torch.float64) * self.B
+        return {
+            "auctions": torch.full_like(entered, float(self.steps * self.B)),
+            "entered": entered,
+            "won": self._sums[0],
+            "payment": self._sums[1],
+            "utility": self._sums[2] - entered * self.entry_cost.double(),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every tensor needed to continue the run bit-identically (learners, entry rules, ledger)."""
+        state = {f"ledger.{name.lstrip('_')}": getattr(self, name) for name in self.ledger_state}
+        for g in self.groups:
+            for role, obj in g.policies().items():
+                for k, v in obj.state_dict().items():
+                    state[f"{g.name}.{role}.{k}"] = v
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
+        self.steps = steps
+        for name in self.ledger_state:
+            setattr(self, name, state[f"ledger.{name.lstrip('_')}"].to(self.device))
+        for g in self.groups:
+            for role, obj in g.policies().items():
+                prefix = f"{g.name}.{role}."
+                sub = {k[len(prefix):]: v.to(self.device) for k, v in state.items() if k.startswith(prefix)}
+                obj.load_state_dict(sub)
+
+
+class AuctionMarket(MarketBase):
+    """Repeated auctions between learning advertisers, R replicas batched along dimension 0.
+
+    After each step: `ledger` (cumulative totals per replica and advertiser, [R, n]),
+    `step_metrics` (dict of per-replica numpy arrays, on collection steps) and `last_round`
+    (per-advertiser means of the last collected round, [R, n] numpy arrays).
+    """
+
+    def __init__(self, scenario: Scenario, device: str | torch.device | None = None):
+        super().__init__(scenario, device)
+        self.mechanism = get_mechanism(scenario.mechanism.kind, **scenario.mechanism.params())
+        # click-through rate per slot (classic mechanisms); one unit slot otherwise
+        self.slot_ctrs = list(getattr(self.mechanism, "ctrs", None) or [1.0])
+        self.delegates = any(g.reporter is not None for g in self.groups)
+        self._constant_values = None
+        if all(g.cfg.value_dist.dist == "constant" for g in self.groups):
+            consts = torch.tensor([g.cfg.value_dist.value for g in self.groups for _ in range(g.A)],
+                                  device=self.device, dtype=self.dtype)
+            self._constant_values = consts.expand(self.R, self.B, self.n)
+        if self.fixed_entry:
+            # the participation mask of every round, built once: [R * B, n]
+            self._fixed_mask = (self._fixed_entered.unsqueeze(1)
+                                .expand(self.R, self.B, self.n).reshape(self.R * self.B, self.n))
+        self._learning_bidders = [g for g in self.groups if g.bidder.learns]
+        self._bid_k = max((g.bidder.K for g in self._learning_bidders if self.full), default=0)
+        self._learning_reporters = [g for g in self.groups if g.reporter is not None and g.reporter.learns]
+        self._rep_k = max((g.reporter.K for g in self._learning_reporters if self.full), default=0)
+
+
     # ------------------------------------------------------------------ one round
 
     def step(self) -> None:
@@ -147,15 +208,9 @@ class AuctionMarket(mesa.Model):
         collect = self.steps % self.every == 0
         uniform = self.streams.uniform
 
-        if self._constant_values is not None:
-            v = self._constant_values  # nothing to draw; never written to
-        else:
-            v = self._per_group(lambda g, u: g.values(u), uniform(S.VALUES, t, (B, n), self.dtype))
-        if self.fixed_entry:
-            entered = self._fixed_entered
-        else:
-            u_entry = uniform(S.ENTRY, t, (n,), self.dtype)
-            entered = self._per_group(lambda g, u: g.entry.decide(u, t), u_entry)  # [R, n]
+        # constant values: nothing to draw (never written to)
+        v = self._constant_values if self._constant_values is not None else self._values(t)
+        entered = self._entry(t)  # [R, n]
 
         u_bid = uniform(S.ACTIONS, t, (B, n), self.dtype)
         reports: list[tuple] = []
@@ -272,22 +327,6 @@ class AuctionMarket(mesa.Model):
             self._entered_rounds += entered
         self._sums += torch.stack((alloc, pay, gross)).sum(dim=2, dtype=torch.float64)
 
-    @property
-    def ledger(self) -> dict[str, Tensor]:
-        """Cumulative totals per replica and advertiser, float64 [R, n]: auctions held, auctions
-        entered, units won, payments and utility (value units, entry costs included)."""
-        rounds = self._entered_rounds
-        if self.fixed_entry:
-            rounds = self._fixed_entered.to(torch.int64) * self.steps
-        entered = rounds.to(torch.float64) * self.B
-        return {
-            "auctions": torch.full_like(entered, float(self.steps * self.B)),
-            "entered": entered,
-            "won": self._sums[0],
-            "payment": self._sums[1],
-            "utility": self._sums[2] - entered * self.entry_cost.double(),
-        }
-
     def _round_record(self, v, v_hat, bids, entered, alloc, pay, gross) -> dict[str, np.ndarray]:
         ent = entered.to(v.dtype)
         nan = torch.full_like(ent, float("nan"))
@@ -302,24 +341,3 @@ class AuctionMarket(mesa.Model):
             "payment": mean(pay),
             "utility": (gross.mean(dim=1) - ent * self.entry_cost).double().cpu().numpy(),
         }
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """Every tensor needed to continue the run bit-identically (learners, entry rules, ledger)."""
-        state = {"ledger.entered_rounds": self._entered_rounds, "ledger.sums": self._sums}
-        for g in self.groups:
-            for role, obj in g.policies().items():
-                for k, v in obj.state_dict().items():
-                    state[f"{g.name}.{role}.{k}"] = v
-        return {k: v.detach().contiguous() for k, v in state.items()}
-
-    def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
-        self.steps = steps
-        self._entered_rounds = state["ledger.entered_rounds"].to(self.device)
-        self._sums = state["ledger.sums"].to(self.device)
-        for g in self.groups:
-            for role, obj in g.policies().items():
-                prefix = f"{g.name}.{role}."
-                sub = {k[len(prefix):]: v.to(self.device) for k, v in state.items() if k.startswith(prefix)}
-                obj.load_state_dict(sub)

@@ -175,7 +175,8 @@ class RunFolder:
         keys = ["step", "replica"] + (["agent"] if name == "agents" else [])
         return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
-    def finalize(self, steps: int) -> tuple[dict[str, Any], pd.DataFrame]:
+    def finalize(self, steps: int, unraveling_threshold: float = 0.5
+                 ) -> tuple[dict[str, Any], pd.DataFrame]:
         """Write metrics.parquet, agents.parquet and summary.json from the parts.
         Returns (summary, metrics table)."""
         metrics = self.read_parts("metrics")
@@ -185,7 +186,7 @@ class RunFolder:
         agents = self.read_parts("agents")
         if agents is not None:
             _write_parquet(agents, self.path / "agents.parquet")
-        summary = summarize(metrics, agents, steps)
+        summary = summarize(metrics, agents, steps, unraveling_threshold)
         _write_json(self.path / SUMMARY, summary)
         return summary, metrics
 
@@ -227,10 +228,15 @@ def collector_frames(model) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return metrics, agents
 
 
-def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int) -> dict[str, Any]:
+def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int,
+              unraveling_threshold: float = 0.5) -> dict[str, Any]:
     """Means over the last 10% of steps (at least the last collected row), overall and per group.
 
-    For each metric also the 95% interval half-width across replicas (0 with one replica).
+    For each metric also the 95% interval half-width across replicas (0 with one replica). Markets
+    that track relevant advertisers (MOSAIC) also get `unraveling`: the first collected step from
+    which on the share of relevant advertisers entering, averaged over replicas, stays below the
+    threshold (None if it ends at or above it), and the share of irrelevant ones drawn in over
+    the window.
     """
     first = steps - max(1, steps // 10)
     window = metrics[metrics["step"] > first]
@@ -248,17 +254,28 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int) ->
         aw = agents[agents["step"] > first]
         if aw.empty:
             aw = agents[agents["step"] == agents["step"].max()]
-        aw = aw.assign(bid_ratio=aw["bid"] / aw["value"].where(aw["value"] > 0))
+        acted = "bid" if "bid" in aw else "report"  # classic auctions bid, MOSAIC reports
+        aw = aw.assign(ratio=aw[acted] / aw["value"].where(aw["value"] > 0))
         groups = {}
         for name, df in aw.groupby("group", sort=True):
-            groups[str(name)] = {
-                "entry_rate": _num(df["entered"].mean()),
-                "mean_bid_ratio": _num(df["bid_ratio"].mean()),
-                "utility": _num(df["utility"].mean()),
-                "payment": _num(df["payment"].mean()),
-                "won": _num(df["won"].mean()),
-            }
+            row = {"entry_rate": _num(df["entered"].mean()),
+                   f"mean_{acted}_ratio": _num(df["ratio"].mean())}
+            for col in ("utility", "payment", "won", "reward"):
+                if col in df:
+                    row[col] = _num(df[col].mean())
+            groups[str(name)] = row
         out["groups"] = groups
+    if "entry_rate_relevant" in metrics:
+        share = metrics.groupby("step")["entry_rate_relevant"].mean()
+        # unravelled from the first collected step after which the share never comes back up
+        above = share[share >= unraveling_threshold]
+        later = share.index if above.empty else share.index[share.index > above.index[-1]]
+        out["unraveling"] = {
+            "threshold": unraveling_threshold,
+            "step": int(later[0]) if len(later) else None,
+            "relevant_share_final": _num(share.iloc[-1]),
+            "irrelevant_share_window": _num(window["entry_rate_irrelevant"].mean()),
+        }
     return out
 
 

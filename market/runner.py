@@ -40,6 +40,15 @@ def keep_freed_memory() -> bool:
     return bool(ok)
 
 
+def new_market(scenario: Scenario, device=None):
+    """The Mesa model a scenario runs on: `MosaicMarket` for MOSAIC, `AuctionMarket` otherwise."""
+    if scenario.mechanism.is_mosaic:
+        from market.mosaic_market import MosaicMarket
+
+        return MosaicMarket(scenario, device)
+    return AuctionMarket(scenario, device)
+
+
 class Interrupted(RuntimeError):
     """Raised by `run_scenario(stop_after=...)`: the run stopped as if killed (tests use this)."""
 
@@ -64,12 +73,19 @@ def run_scenario(
     killed process leaves behind; tests use it to check that `resume=True` loses and repeats
     nothing.
     """
+    if scenario.variants:
+        return run_variants(scenario, out, resume, progress, figures, command)
+    if scenario.experiment is not None:
+        from market.oneshot import run_one_shot
+
+        return run_one_shot(scenario, out, resume=resume, progress=progress, figures=figures,
+                            command=command)
     folder = RunFolder(out)
     if resume:
         folder.check_resumable(scenario)
     else:
         folder.create(scenario, scenario.device, command)
-    model = AuctionMarket(scenario)
+    model = new_market(scenario)
     start = folder.load_checkpoint(model) if resume else 0
     if start > scenario.steps:
         raise RunFolderError(f"{folder.path} is already at step {start} > steps = {scenario.steps}")
@@ -94,14 +110,46 @@ def run_scenario(
             bar.close()
     folder.save_checkpoint(model, collector_frames(model))
     model.datacollector = model.new_collector()
-    summary, metrics = folder.finalize(scenario.steps)
+    summary, metrics = folder.finalize(scenario.steps, scenario.metrics.unraveling_threshold)
     loop_seconds = time.perf_counter() - t0
     if figures:
         from market.figures import write_figures  # seaborn is slow to import; only when drawing
 
-        write_figures(metrics, folder.figures,
-                      [g.group for g in scenario.advertisers])
+        write_figures(metrics, folder.figures, [g.group for g in scenario.advertisers],
+                      mosaic=scenario.mechanism.is_mosaic)
     return RunResult(folder.path, int(model.steps), start, loop_seconds, summary)
+
+
+def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, progress: bool = False,
+                 figures: bool = True, command: list[str] | None = None) -> RunResult:
+    """Run every `[[variants]]` entry into `out/<variant>` (each a run folder of its own, resumed
+    where it has one) and write `out/comparison.json` (each variant's summary) and, for markets,
+    figures comparing them. Returns a RunResult whose summary maps variant -> summary."""
+    import json
+
+    root = RunFolder(out)
+    if resume:
+        root.check_resumable(scenario)
+    else:
+        root.create(scenario, scenario.device, command)
+    t0 = time.perf_counter()
+    summaries, steps, metrics = {}, 0, {}
+    for name, sub in scenario.variant_scenarios():
+        path = root.path / name
+        res = run_scenario(sub, path, resume=(path / "manifest.json").exists(), progress=progress,
+                           figures=figures, command=command)
+        summaries[name] = res.summary
+        steps += res.steps
+        if (path / "metrics.parquet").exists():
+            import pandas as pd
+
+            metrics[name] = pd.read_parquet(path / "metrics.parquet")
+    (root.path / "comparison.json").write_text(json.dumps(summaries, indent=2, sort_keys=True) + "\n")
+    if figures and metrics:
+        from market.figures import write_comparison
+
+        write_comparison(metrics, root.figures)
+    return RunResult(root.path, steps, 0, time.perf_counter() - t0, summaries)
 
 
 class _Bar:

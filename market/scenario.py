@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -23,17 +22,11 @@ from pydantic import (
     model_validator,
 )
 
+from market.language import Language, OneShot
+from market.scenario_base import NonNeg, Positive, Strict
 from market.scenario_errors import ScenarioError, dedupe, format_error
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario", "strategy_kinds"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
-
-
-NonNeg = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
 
 
 class Grid(Strict):
@@ -178,6 +171,13 @@ class Multiplier(Strict):
     a: NonNeg
 
 
+class Shift(Strict):
+    """Bid (or report) the value plus `s`; in MOSAIC, report r_hat = r + s on every candidate."""
+
+    kind: Literal["shift"]
+    s: float
+
+
 class PluginStrategy(LearnerBase):
     """A strategy class registered outside this file: through the `genmarket.strategies`
     entry-point group, or `strategies.base.register_strategy` in code. It takes the common grid
@@ -202,7 +202,7 @@ class PluginStrategy(LearnerBase):
         return self
 
 
-BUILTIN_STRATEGIES = ("truthful", "multiplier", "hedge", "exp3", "ucb", "qlearning")
+BUILTIN_STRATEGIES = ("truthful", "multiplier", "shift", "hedge", "exp3", "ucb", "qlearning")
 
 
 def strategy_kinds() -> list[str]:
@@ -233,6 +233,7 @@ Learner = Annotated[Hedge | Exp3 | UCB | QLearning, Field(discriminator="kind")]
 StrategyConfig = Annotated[
     Annotated[Truthful, Tag("truthful")]
     | Annotated[Multiplier, Tag("multiplier")]
+    | Annotated[Shift, Tag("shift")]
     | Annotated[Hedge, Tag("hedge")]
     | Annotated[Exp3, Tag("exp3")]
     | Annotated[UCB, Tag("ucb")]
@@ -288,6 +289,16 @@ class AdvertiserGroup(Strict):
     report: ReportConfig | None = None
     entry: EntryConfig = Field(default_factory=lambda: Always(kind="always"))
     entry_cost: NonNeg = 0.0
+    # MOSAIC (LLM aggregation) markets: who the advertiser is to the language models
+    names: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = None
+    description: Annotated[str, Field(max_length=2000)] = ""
+    relevance: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> AdvertiserGroup:
+        if self.names is not None and len(self.names) != self.count:
+            raise ValueError(f"names has {len(self.names)} entries: must have count = {self.count}")
+        return self
 
     @field_validator("value", mode="before")
     @classmethod
@@ -311,10 +322,23 @@ class AdvertiserGroup(Strict):
 # ---------------------------------------------------------------- top level
 
 
+MOSAIC_FIELDS = ("tau", "offset", "candidates", "generator")
+CLASSIC_FIELDS = ("reserve", "ctrs")
+
+
 class MechanismConfig(Strict):
+    """`[mechanism]`. Classic auctions read `reserve` and `ctrs`; MOSAIC reads `tau` (the
+    platform's KL weight), `offset` (the agent-specific payment offset of Section 5.3),
+    `candidates` (M replies drawn per auction) and `generator` ("context": the reference model
+    prompted with the participants' descriptions; "reference": the reference model itself)."""
+
     kind: str
     reserve: NonNeg = 0.0
     ctrs: list[Annotated[float, Field(ge=0, le=1)]] | None = None
+    tau: Positive = 1.0
+    offset: bool = True
+    candidates: Annotated[int, Field(ge=1, le=4096)] = 8
+    generator: Literal["context", "reference"] = "context"
 
     @field_validator("kind")
     @classmethod
@@ -338,7 +362,22 @@ class MechanismConfig(Strict):
                 raise ValueError("click-through rates must be non-increasing by slot")
         return ctrs
 
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> MechanismConfig:
+        wrong = MOSAIC_FIELDS if not self.is_mosaic else CLASSIC_FIELDS
+        given = sorted(set(wrong) & self.model_fields_set)
+        if given:
+            raise ValueError(f"mechanism.{given[0]} is not a setting of kind = {self.kind!r} "
+                             f"(its settings: {', '.join(CLASSIC_FIELDS if not self.is_mosaic else MOSAIC_FIELDS)})")
+        return self
+
+    @property
+    def is_mosaic(self) -> bool:
+        return self.kind == "mosaic"
+
     def params(self) -> dict[str, Any]:
+        if self.is_mosaic:
+            return {"tau": self.tau, "offset": self.offset}
         out: dict[str, Any] = {"reserve": self.reserve}
         if self.ctrs is not None:
             out["ctrs"] = list(self.ctrs)
@@ -353,13 +392,40 @@ class Metrics(Strict):
     every: Annotated[int, Field(ge=1)] = 10
     deviation_grid: Grid = Grid()
     agents: bool = True
+    # MOSAIC: a market has unravelled when the share of relevant advertisers entering falls
+    # below this; an advertiser is relevant when its relevance to some query topic is >= 0.5
+    unraveling_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class Variant(Strict):
+    """One `[[variants]]` entry: a name and overrides of the scenario's own keys, merged into it
+    (tables merge key by key, anything else is replaced), e.g.
+    `{ name = "no_offset", mechanism = { offset = false } }`."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` merged in: dicts merge recursively, other values are replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class Scenario(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
     description: str = ""
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
-    steps: Annotated[int, Field(ge=1)]
+    steps: Annotated[int, Field(ge=1)] | None = None
     auctions_per_step: Annotated[int, Field(ge=1, le=1_000_000)] = 64
     replicas: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")] = "cpu"
@@ -369,9 +435,17 @@ class Scenario(Strict):
     feedback: Feedback = Feedback()
     advertisers: Annotated[list[AdvertiserGroup], Field(min_length=1)]
     metrics: Metrics = Metrics()
+    language: Language | None = None
+    experiment: OneShot | None = None
+    variants: list[Variant] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        self._check_language()
+        if self.variants is not None:
+            self.variant_scenarios()  # each variant must validate on its own
+        if self.steps is None and self.experiment is None:
+            raise ValueError("steps: required (the number of rounds), except in an [experiment]")
         names = [g.group for g in self.advertisers]
         dupes = sorted({g for g in names if names.count(g) > 1})
         if dupes:
@@ -390,7 +464,7 @@ class Scenario(Strict):
                     raise ValueError(
                         f"advertisers[{i}].entry.learner.kind = 'hedge' needs feedback.kind = 'full'"
                     )
-        if self.metrics.every > self.steps:
+        if self.steps is not None and self.metrics.every > self.steps:
             raise ValueError(
                 f"metrics.every = {self.metrics.every}: must be <= steps = {self.steps}, "
                 "or no metric row is ever collected"
@@ -398,6 +472,58 @@ class Scenario(Strict):
         if self.n_advertisers > 65_000:
             raise ValueError(f"at most 65000 advertisers in one market, got {self.n_advertisers}")
         return self
+
+    def _check_language(self) -> None:
+        mosaic = self.mechanism.is_mosaic
+        if mosaic and self.language is None:
+            raise ValueError("language: required by mechanism.kind = 'mosaic' (the topics, "
+                             "queries and backend of the language world)")
+        if not mosaic:
+            for key in ("language", "experiment"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: only read by mechanism.kind = 'mosaic'")
+            for i, g in enumerate(self.advertisers):
+                if g.relevance or g.names or g.description:
+                    raise ValueError(f"advertisers[{i}]: names, description and relevance are "
+                                     "only read by mechanism.kind = 'mosaic'")
+            return
+        topics = set(self.language.topics)
+        for i, g in enumerate(self.advertisers):
+            unknown = sorted(set(g.relevance) - topics)
+            if unknown:
+                raise ValueError(f"advertisers[{i}].relevance.{unknown[0]}: not one of the topics "
+                                 f"({', '.join(self.language.topics)})")
+            if g.report is not None:
+                raise ValueError(f"advertisers[{i}].report: MOSAIC advertisers report rewards "
+                                 "themselves; put the report rule in strategy")
+            if getattr(g.strategy, "absolute", False):
+                raise ValueError(f"advertisers[{i}].strategy.bids: MOSAIC reports are multipliers "
+                                 "of the true rewards; use strategy.multipliers")
+        if self.experiment is not None:
+            k = self.experiment.advertisers_per_instance
+            if k > self.n_advertisers:
+                raise ValueError(f"experiment.advertisers_per_instance = {k}: more than the "
+                                 f"{self.n_advertisers} advertisers of the scenario")
+
+    def variant_scenarios(self) -> list[tuple[str, Scenario]]:
+        """(name, scenario) of every variant: this scenario with the variant's overrides merged
+        in. Raises ValueError naming the variant and its first bad field."""
+        if not self.variants:
+            return []
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variants: names must be unique")
+        base = self.model_dump(mode="python", exclude_unset=True, exclude={"variants"})
+        out = []
+        for k, v in enumerate(self.variants):
+            merged = deep_merge(base, v.overrides)
+            try:
+                out.append((v.name, Scenario.model_validate(merged)))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                line = format_error(err, merged) or err["msg"]
+                raise ValueError(f"variants[{k}] ({v.name}): {line}") from None
+        return out
 
     @property
     def n_advertisers(self) -> int:
@@ -409,6 +535,8 @@ class Scenario(Strict):
         if self.checkpoint_every is not None:
             return self.checkpoint_every
         every = self.metrics.every
+        if self.steps is None:
+            return every
         return max(every, (self.steps // 20) // every * every)
 
 

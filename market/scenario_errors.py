@@ -110,7 +110,8 @@ def format_error(err: dict[str, Any], data: dict[str, Any]) -> str | None:
         return f"{path} = {value!r}: {_ALLOWED[kind].format(**ctx)}"
     if kind == "value_error":
         msg = str(ctx.get("error", err["msg"]))
-        if msg.startswith(("advertisers[", "advertiser group", "metrics.every")):
+        if msg.startswith(("advertisers[", "advertiser group", "metrics.every", "mechanism.",
+                           "language", "experiment", "steps", "variants")):
             return msg
         shown = value if not isinstance(value, dict) else None
         return f"{path} = {shown!r}: {msg}" if shown is not None else f"{path}: {msg}"

@@ -96,3 +96,4 @@ def _to_uniform(z: Tensor, dtype: torch.dtype) -> Tensor:
 
 # Stream ids: one per kind of random draw in a market step. Never renumber (it changes every run).
 VALUES, ENTRY, ACTIONS, TIES, REPORTS, MECHANISM = 1, 2, 3, 4, 5, 6
+QUERIES, CANDIDATES = 7, 8  # MOSAIC markets: the query of each auction, candidate sampling

@@ -5,7 +5,7 @@ more mechanisms register themselves when imported (add them below), and installe
 come in through the "genmarket.mechanisms" entry-point group.
 """
 
-from mechanisms import classic
+from mechanisms import classic, mosaic
 from mechanisms.base import (
     MECHANISMS,
     AuctionBatch,
@@ -17,6 +17,7 @@ from mechanisms.base import (
     tie_noise,
 )
 from mechanisms.classic import GSP, VCG, FirstPrice, SecondPrice
+from mechanisms.mosaic import Mosaic, MosaicBatch, MosaicOutcome
 
 __all__ = [
     "GSP",
@@ -25,9 +26,13 @@ __all__ = [
     "AuctionBatch",
     "FirstPrice",
     "Mechanism",
+    "Mosaic",
+    "MosaicBatch",
+    "MosaicOutcome",
     "Outcome",
     "SecondPrice",
     "classic",
+    "mosaic",
     "get_mechanism",
     "reference_deviations",
     "register_mechanism",

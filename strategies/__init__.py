@@ -18,7 +18,7 @@ from strategies.base import (
     grid_sums,
     register_strategy,
 )
-from strategies.fixed import Multiplier, Truthful
+from strategies.fixed import Multiplier, Shift, Truthful
 from strategies.qlearning import QLearning
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Hedge",
     "Multiplier",
     "QLearning",
+    "Shift",
     "Strategy",
     "Truthful",
     "UCB",

@@ -24,7 +24,8 @@ class GridPolicy:
     def __init__(self, cfg, R: int, A: int, support: tuple[float, float], device, dtype):
         self.device, self.dtype = torch.device(device), dtype
         kind = cfg.kind
-        if kind == "truthful":
+        self.shift = float(cfg.s) if kind == "shift" else 0.0  # added to every bid (or report)
+        if kind in ("truthful", "shift"):
             points, absolute, C, params = [1.0], False, 1, {}
         elif kind == "multiplier":
             points, absolute, C, params = [float(cfg.a)], False, 1, {}
@@ -50,15 +51,17 @@ class GridPolicy:
         return idx.clamp_(0, self.C - 1)
 
     def bids(self, actions: Tensor, value: Tensor) -> Tensor:
-        """Bid for each action index and value (same shape)."""
+        """Bid for each action index and value (same shape); never negative."""
         chosen = self.grid[actions]
-        return chosen if self.absolute else chosen * value
+        bid = chosen if self.absolute else chosen * value
+        return (bid + self.shift).clamp_min(0.0) if self.shift else bid
 
     def grid_bids(self, value: Tensor) -> Tensor:
         """Bid of every action for each value: [..., A] -> [..., A, K]."""
         if self.absolute:
             return self.grid.expand(*value.shape, self.K)
-        return value.unsqueeze(-1) * self.grid
+        bids = value.unsqueeze(-1) * self.grid
+        return (bids + self.shift).clamp_min(0.0) if self.shift else bids
 
     def act(self, value: Tensor, u: Tensor, t: int) -> tuple[Tensor, Tensor, Tensor]:
         """value, u [R, B, A] -> (ctx, actions, bids), each [R, B, A]."""

@@ -1,7 +1,8 @@
 """Fixed bidding rules: always play one action of the market's grid.
 
 The market builds the grid so that the chosen index means what the rule says (multiplier 1.0
-for ``truthful``, multiplier ``a`` for ``multiplier``); these classes only keep the index.
+for ``truthful``, multiplier ``a`` for ``multiplier``, multiplier 1.0 plus ``s`` for ``shift``);
+these classes only keep the index.
 """
 
 from __future__ import annotations
@@ -97,3 +98,26 @@ class Multiplier(_FixedAction):
     ) -> None:
         super().__init__(R, A, C, K, device, dtype, index=index)
         self.a = float(a)
+
+
+@register_strategy("shift")
+class Shift(_FixedAction):
+    """Bid the value plus ``s`` (at least 0); in MOSAIC, report ``r + s`` on every candidate.
+
+    The market's grid holds multiplier 1.0 and adds ``s``; ``s`` is kept for the record.
+    """
+
+    def __init__(
+        self,
+        R: int,
+        A: int,
+        C: int,
+        K: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        *,
+        s: float = 0.0,
+        index: int = 0,
+    ) -> None:
+        super().__init__(R, A, C, K, device, dtype, index=index)
+        self.s = float(s)

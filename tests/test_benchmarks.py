@@ -36,3 +36,11 @@ def test_write_section_replaces_only_its_block(tmp_path):
     write_section(path, "a", "cpu", "three\n")
     text = path.read_text()
     assert "three" in text and "two" in text and "one" not in text
+
+
+def test_bench_mosaic_backend_rows():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_mosaic import BACKEND_HEADER, backend_rows
+
+    rows = backend_rows("cpu", reps=1, smollm2=False)
+    assert len(rows) == 2 and all(r.count("|") == BACKEND_HEADER[0].count("|") for r in rows)

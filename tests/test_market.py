@@ -251,7 +251,7 @@ def test_learned_entry(scenario_dict, tmp_path, cost, low, high):
 def test_cli_run_writes_the_run_folder(tmp_path):
     out = tmp_path / "q"
     res = subprocess.run(
-        [sys.executable, "-m", "market.cli", "run", str(ROOT / "scenarios" / "quickstart.toml"),
+        [sys.executable, "-m", "market.cli", "run", str(ROOT / "scenarios" / "first_price_quickstart.toml"),
          "--out", str(out), "--steps", "200", "--replicas", "2", "--quiet"],
         cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -272,7 +272,7 @@ def test_cli_run_writes_the_run_folder(tmp_path):
         {"step", "replica", "agent", "group", "value", "bid", "entered", "won", "payment",
          "utility"} <= set(a.columns)
     again = subprocess.run(
-        [sys.executable, "-m", "market.cli", "run", str(ROOT / "scenarios" / "quickstart.toml"),
+        [sys.executable, "-m", "market.cli", "run", str(ROOT / "scenarios" / "first_price_quickstart.toml"),
          "--out", str(out), "--steps", "200", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
 

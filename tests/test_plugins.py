@@ -62,5 +62,5 @@ def test_unknown_kind_lists_the_plugins(scenario_dict, lowest_plugin):
     with pytest.raises(ScenarioError) as info:
         validate_scenario(scenario_dict)
     assert info.value.problems == [
-        "advertisers[0].strategy.kind = 'nope': not one of truthful, multiplier, hedge, exp3, "
+        "advertisers[0].strategy.kind = 'nope': not one of truthful, multiplier, shift, hedge, exp3, "
         "ucb, qlearning, test_lowest"]
