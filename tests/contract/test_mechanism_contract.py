@@ -1,7 +1,8 @@
 """Checks every registered mechanism must pass (scikit-learn's check_estimator, for auctions).
 
 Parametrised over MECHANISMS, so a mechanism gets these the day it is registered. Mechanisms
-whose `batch_type` is not AuctionBatch need inputs these checks cannot build; they are skipped.
+whose `batch_type` is not AuctionBatch are skipped here; test_batch_contract.py holds the checks
+every mechanism gets whatever batch it takes.
 """
 
 from __future__ import annotations
