@@ -1,4 +1,4 @@
-"""The `genmarket` command: run and validate scenarios (compare and report come with issue 4)."""
+"""The `genmarket` command: run, compare, report and validate."""
 
 from __future__ import annotations
 
@@ -34,6 +34,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=1,
                      help="CPU threads for torch (default 1: small batched ops run fastest "
                           "single-threaded; raise it for very large markets)")
+
+    cmp = sub.add_parser("compare", help="empirical game over strategy profiles of a scenario")
+    cmp.add_argument("scenario", type=Path, help="scenario TOML file (the market)")
+    cmp.add_argument("--role", action="append", default=[],
+                     help="advertiser group whose strategies the next --strategies gives (may "
+                          "repeat: a role-symmetric game); optional with one group")
+    cmp.add_argument("--strategies", action="append", required=True,
+                     help="NAME=SPEC,... e.g. 'truthful=truthful,shade=multiplier:0.8,learn=exp3'")
+    cmp.add_argument("--seeds", type=int, default=5, help="seeds (replicas) per profile")
+    cmp.add_argument("--steps", type=int, help="override the number of rounds per profile")
+    cmp.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="local process pool (default) or Ray tasks")
+    cmp.add_argument("--workers", type=int, default=1, help="profiles run at once")
+    cmp.add_argument("--reduce", action="append", default=[], metavar="ROLE=N",
+                     help="deviation-preserving reduction to N players of ROLE")
+    cmp.add_argument("--out", type=Path, help="game folder (default games/<name>-<time>)")
+    cmp.add_argument("--quiet", action="store_true")
+
+    rep = sub.add_parser("report", help="report.html + report.md for a run, variants, one-shot "
+                                        "or game folder")
+    rep.add_argument("folder", type=Path, help="a folder written by genmarket run or compare")
+    rep.add_argument("--open", action="store_true", help="open report.html in the web browser")
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
     val.add_argument("scenario", type=Path)
@@ -145,6 +167,61 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import time
+
+    from market.compare import make_roles, run_compare
+
+    scenario = load_scenario(args.scenario, {"steps": args.steps})
+    if args.seeds < 1 or args.workers < 1:
+        print("error: --seeds and --workers must be >= 1", file=sys.stderr)
+        return 2
+    if len(args.role) not in (0, len(args.strategies)):
+        print("error: give one --role per --strategies (or none with a one-group scenario)",
+              file=sys.stderr)
+        return 2
+    names = args.role or [None] * len(args.strategies)
+    roles = make_roles(scenario, list(zip(names, args.strategies, strict=True)))
+    reduce = {}
+    for item in args.reduce:
+        role, _, n = item.partition("=")
+        if not n.isdigit():
+            print(f"error: --reduce {item}: must be ROLE=N", file=sys.stderr)
+            return 2
+        reduce[role] = int(n)
+    folder = args.out or Path("games") / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    analysis = run_compare(scenario, roles, folder, seeds=args.seeds, backend=args.backend,
+                           workers=args.workers, reduce=reduce or None, progress=not args.quiet,
+                           command=sys.argv)
+    games = analysis["variants"] if "variants" in analysis else {"": analysis}
+    for variant, result in games.items():
+        title = f"{variant}: equilibria" if variant else "equilibria"
+        table = Table(title=f"{title} (regret, 95% bootstrap interval)")
+        table.add_column("mixture")
+        table.add_column("regret", justify="right")
+        table.add_column("95%", justify="right")
+        for eq in result["equilibria"]:
+            mix = "; ".join(f"{role}: " + ", ".join(f"{s} {p:.2f}" for s, p in m.items() if p > 1e-3)
+                            for role, m in eq["mixture"].items())
+            lo, hi = eq["regret_ci95"]
+            table.add_row(mix, f"{eq['regret']:.4f}", f"[{lo:.4f}, {hi:.4f}]")
+        out.print(table)
+    out.print(f"game folder: {folder}  (genmarket report {folder})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from market.report import write_report
+
+    html, md = write_report(args.folder)
+    out.print(f"wrote {html} and {md} (figures in {html.parent / 'report_figures'})")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(html.resolve().as_uri())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from market.results import RunFolderError
@@ -152,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "compare":
+            return cmd_compare(args)
+        if args.command == "report":
+            return cmd_report(args)
         return cmd_run(args)
     except ScenarioError as exc:
         print(str(exc), file=sys.stderr)

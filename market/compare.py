@@ -1,0 +1,385 @@
+"""`genmarket compare`: an empirical game over strategy profiles of a scenario.
+
+A role is one advertiser group of the scenario; its players are the group's advertisers and
+`--strategies` gives the strategies they may play (what they report to their autobidder when the
+group delegates, their bidding or MOSAIC report rule otherwise). A profile says how many players
+of each role play each strategy. Every profile is a scenario of its own (the role's group split
+into one group per strategy played) run with `seeds` replicas batched in one run; a strategy's
+payoff sample in a profile and seed is the mean utility per auction of its players over the
+run's summary window (the last 10% of rounds), in the scenario's value (or reward) units.
+
+Game folder:
+
+    manifest.json        scenario, roles (players, strategies), seeds, reduction, versions
+    profiles/<slug>/     the run folder of each profile (metrics and figures across seeds)
+    profiles/<slug>.parquet, <slug>.outcomes.parquet   its payoff samples and outcomes, written
+                         when it finishes (a rerun of the same command skips it)
+    game.parquet         tidy payoff samples: profile, role, strategy, count, seed, payoff
+    outcomes.parquet     per profile and seed: revenue, welfare, entry_rate, misreport_gain, ...
+    game.json            gameanalysis-style sample game;  payoff_table.csv  OpenSpiel's table
+    analysis.json        equilibria with regret and bootstrap intervals, pure regrets, dominated
+                         strategies, alpha-rank, the max-welfare and max-revenue profiles
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from market.results import RunFolderError, _write_json, _write_parquet, package_versions
+from market.scenario import Scenario, ScenarioError, validate_scenario
+
+__all__ = ["Role", "parse_strategies", "profile_scenario", "run_compare"]
+
+MAX_PROFILES = 400
+OUTCOME_COLUMNS = ("revenue", "welfare", "entry_rate", "misreport_gain", "regret", "utility",
+                   "entry_rate_relevant", "entry_rate_irrelevant", "mean_bid_ratio",
+                   "mean_report_ratio", "logp_opt", "utility_gain")
+
+
+@dataclass(frozen=True)
+class Role:
+    """A role of the game: scenario group `name`, its `players`, the strategies they may play
+    (name -> strategy config, as in a scenario) and the field they set (`strategy` or `report`)."""
+
+    name: str
+    players: int
+    strategies: dict[str, dict[str, Any]]
+    field: str
+
+
+def _number(text: str) -> float | int:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def parse_strategies(text: str) -> dict[str, dict[str, Any]]:
+    """`"truthful=truthful, shade=multiplier:0.8, learn=exp3:eta=0.1"` -> {name: strategy config}.
+
+    A spec is a strategy kind, then `:`-separated arguments: a bare number is the kind's one
+    parameter (`multiplier:a`, `shift:s`), `key=value` any keyword (numbers, or `low-high-n` for a
+    multiplier grid: `hedge:multipliers=0-1.5-31`). Raises ValueError naming the bad spec.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        if "=" not in item.split(":")[0]:
+            raise ValueError(f"--strategies: '{item}' is not NAME=SPEC (e.g. shade=multiplier:0.8)")
+        name, spec = (x.strip() for x in item.split("=", 1))
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise ValueError(f"--strategies: name '{name}' must be letters, digits and _")
+        if name in out:
+            raise ValueError(f"--strategies: '{name}' is given twice")
+        kind, *args = spec.split(":")
+        cfg: dict[str, Any] = {"kind": kind}
+        for arg in args:
+            if "=" in arg:
+                key, value = arg.split("=", 1)
+                parts = value.split("-")
+                if key in ("multipliers", "bids") and len(parts) == 3:
+                    cfg[key] = {"low": float(parts[0]), "high": float(parts[1]), "n": int(parts[2])}
+                else:
+                    cfg[key] = _number(value)
+            elif kind in ("multiplier", "shift"):
+                cfg["a" if kind == "multiplier" else "s"] = float(arg)
+            else:
+                raise ValueError(f"--strategies: '{spec}': give {kind}'s settings as key=value")
+        out[name] = cfg
+    if not out:
+        raise ValueError("--strategies: no strategy given")
+    return out
+
+
+def make_roles(scenario: Scenario, roles: list[tuple[str | None, str]]) -> list[Role]:
+    """Roles from (group or None, strategies text) pairs; None means the scenario's only group."""
+    groups = {g.group: g for g in scenario.advertisers}
+    out = []
+    for name, text in roles:
+        if name is None:
+            if len(groups) != 1:
+                raise ValueError(f"--role: the scenario has groups {', '.join(groups)}; name one")
+            name = next(iter(groups))
+        if name not in groups:
+            raise ValueError(f"--role {name}: not a group of the scenario ({', '.join(groups)})")
+        g = groups[name]
+        out.append(Role(name, g.count, parse_strategies(text), "report" if g.delegated else "strategy"))
+    if len({r.name for r in out}) != len(out):
+        raise ValueError("--role: a group is named twice")
+    return out
+
+
+def profile_scenario(base: dict[str, Any], roles: list[Role], counts: dict[str, dict[str, int]],
+                     seeds: int) -> dict[str, Any]:
+    """The scenario mapping of one profile: each role's group split into one group per strategy
+    played (named `<group>__<strategy>`), `seeds` replicas."""
+    d = copy.deepcopy(base)
+    d["replicas"] = seeds
+    d.pop("variants", None)
+    by_name = {r.name: r for r in roles}
+    groups = []
+    for g in d["advertisers"]:
+        role = by_name.get(g["group"])
+        if role is None:
+            groups.append(g)
+            continue
+        names = g.get("names")
+        taken = 0
+        for strategy, count in counts[role.name].items():
+            if count == 0:
+                continue
+            sub = copy.deepcopy(g)
+            sub.update(group=f"{role.name}__{strategy}", count=count)
+            sub[role.field] = copy.deepcopy(role.strategies[strategy])
+            if names:
+                sub["names"] = names[taken:taken + count]
+            taken += count
+            groups.append(sub)
+    d["advertisers"] = groups
+    return d
+
+
+def _slug(profile: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "-", profile).strip("-")
+
+
+def _window(df: pd.DataFrame, steps: int) -> pd.DataFrame:
+    first = steps - max(1, steps // 10)
+    w = df[df["step"] > first]
+    return w if len(w) else df[df["step"] == df["step"].max()]
+
+
+def run_profile(scenario: dict[str, Any], folder: str, profile: str,
+                roles: list[Role]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run one profile into `folder` (resuming what is there) and return (payoff rows, outcome
+    rows). Runs in a worker process: one torch thread."""
+    import torch
+
+    from market.runner import run_scenario
+
+    torch.set_num_threads(1)
+    sc = validate_scenario(scenario, f"profile {profile}")
+    path = Path(folder)
+    res = run_scenario(sc, path, resume=(path / "manifest.json").exists(), figures=False)
+    agents = _window(pd.read_parquet(res.folder / "agents.parquet"), sc.steps)
+    metrics = _window(pd.read_parquet(res.folder / "metrics.parquet"), sc.steps)
+    rows = []
+    for role in roles:
+        for strategy in role.strategies:
+            group = f"{role.name}__{strategy}"
+            sel = agents[agents["group"] == group]
+            if sel.empty:
+                continue
+            count = int(sel["agent"].nunique())
+            for seed, pay in sel.groupby("replica")["utility"].mean().items():
+                rows.append((profile, role.name, strategy, count, int(seed), float(pay)))
+    payoffs = pd.DataFrame(rows, columns=["profile", "role", "strategy", "count", "seed", "payoff"])
+    cols = [c for c in OUTCOME_COLUMNS if c in metrics]
+    outcomes = metrics.groupby("replica")[cols].mean().reset_index().rename(columns={"replica": "seed"})
+    outcomes.insert(0, "profile", profile)
+    return payoffs, outcomes
+
+
+def _submit_local(jobs, workers: int):
+    import multiprocessing as mp
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    futures = {pool.submit(run_profile, *job): job for job in jobs}
+    try:
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                yield job, fut.result(), None
+            except Exception as exc:  # a crashed profile is reported, the others go on
+                yield job, None, exc
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _submit_ray(jobs, workers: int):
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--backend ray needs ray: pip install 'genmarket[ray]'") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address="auto", ignore_reinit_error=True, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError):
+            ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False,
+                     include_dashboard=False)
+    task = ray.remote(num_cpus=1, max_retries=1)(run_profile)
+    refs = {task.remote(*job): job for job in jobs}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        job = refs[done[0]]
+        try:
+            yield job, ray.get(done[0]), None
+        except Exception as exc:
+            yield job, None, exc
+
+
+def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: int = 5,
+                backend: str = "local", workers: int = 1, reduce: dict[str, int] | None = None,
+                retries: int = 1, progress: bool = False, command: list[str] | None = None
+                ) -> dict[str, Any]:
+    """Simulate every profile (skipping those already in `out`), assemble the game, analyse it.
+    Returns the analysis dict (also written to analysis.json). A scenario with `[[variants]]`
+    gives one game per variant in `out/<variant>/`; the result then maps variant -> analysis."""
+    from market import egta
+
+    if scenario.variants:
+        results = {}
+        for name, sub in scenario.variant_scenarios():
+            results[name] = run_compare(sub, roles, Path(out) / name, seeds, backend, workers,
+                                        reduce, retries, progress, command)
+        _write_json(Path(out) / "variants.json", {"variants": list(results)})
+        return {"variants": results}
+
+    if scenario.experiment is not None:
+        raise ValueError("compare needs a repeated market, not a one-shot [experiment]")
+    out = Path(out)
+    base = scenario.model_dump(mode="python", exclude_unset=True)
+    role_spec = {r.name: (list(r.strategies), r.players) for r in roles}
+    manifest = {
+        "scenario": scenario.model_dump(mode="json"),
+        "roles": {r.name: {"players": r.players, "field": r.field,
+                           "strategies": {k: v for k, v in r.strategies.items()}} for r in roles},
+        "seeds": seeds, "reduction": reduce, "versions": package_versions(), "command": command or [],
+    }
+    if (out / "manifest.json").exists():
+        old = json.loads((out / "manifest.json").read_text())
+        keep = ("scenario", "roles", "seeds", "reduction")
+        if any(json.dumps(old.get(k), sort_keys=True) != json.dumps(json.loads(json.dumps(
+                manifest[k], default=str)), sort_keys=True) for k in keep):
+            raise RunFolderError(f"{out} holds a different game; use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profiles").mkdir(exist_ok=True)
+    _write_json(out / "manifest.json", manifest)
+
+    if reduce:
+        unknown = sorted(set(reduce) - set(role_spec))
+        if unknown:
+            raise ValueError(f"--reduce {unknown[0]}: not a role of this game ({', '.join(role_spec)})")
+        reduce = {r: reduce.get(r, n) for r, (_, n) in role_spec.items()}
+        needed = egta.dpr_profiles(role_spec, reduce)
+        full = np.unique(np.concatenate(list(needed.values())), axis=0)
+    else:
+        full = egta.all_profiles(role_spec)
+    if len(full) > MAX_PROFILES:
+        raise ValueError(f"{len(full)} profiles to simulate (more than {MAX_PROFILES}): reduce the "
+                         "players per role with --reduce ROLE=N (deviation-preserving reduction)")
+    jobs = []
+    for row in full:
+        pid = egta.profile_id(role_spec, row)
+        slug = _slug(pid)
+        if (out / "profiles" / f"{slug}.parquet").exists():
+            continue
+        counts, at = {}, 0
+        for r, (strategies, _) in role_spec.items():
+            counts[r] = {st: int(row[at + k]) for k, st in enumerate(strategies)}
+            at += len(strategies)
+        d = profile_scenario(base, roles, counts, seeds)
+        try:
+            validate_scenario(d, f"profile {pid}")
+        except ScenarioError as exc:
+            raise ValueError(f"profile {pid}: {exc}") from None
+        jobs.append((d, str(out / "profiles" / slug), pid, roles))
+    failed: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for _ in range(retries + 1):  # a failed profile is started afresh `retries` times
+        submit = _submit_ray if backend == "ray" else _submit_local
+        again = []
+        for job, result, exc in submit(jobs, max(1, workers)):
+            pid = job[2]
+            if exc is not None:
+                failed[pid] = f"{type(exc).__name__}: {exc}"
+                shutil.rmtree(job[1], ignore_errors=True)  # start that profile afresh
+                again.append(job)
+                continue
+            failed.pop(pid, None)
+            payoffs, outcomes = result
+            slug = _slug(pid)
+            _write_parquet(outcomes, out / "profiles" / f"{slug}.outcomes.parquet")
+            _write_parquet(payoffs, out / "profiles" / f"{slug}.parquet")  # last: marks it done
+            if progress:
+                print(f"  {pid}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+        jobs = again
+        if not jobs:
+            break
+    if failed:
+        _write_json(out / "failed.json", failed)
+        raise RuntimeError(f"{len(failed)} profile(s) failed (see {out / 'failed.json'}): "
+                           + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]))
+    return assemble(out, roles, reduce)
+
+
+def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dict[str, Any]:
+    """Read every profile's samples, write the game files and analysis.json; return the analysis."""
+    from market import egta
+
+    role_spec = {r.name: (list(r.strategies), r.players) for r in roles}
+    files = sorted((out / "profiles").glob("*.parquet"))
+    tidy = pd.concat([pd.read_parquet(f) for f in files if not f.name.endswith(".outcomes.parquet")],
+                     ignore_index=True)
+    outcomes = pd.concat([pd.read_parquet(f) for f in files if f.name.endswith(".outcomes.parquet")],
+                         ignore_index=True)
+    _write_parquet(tidy, out / "game.parquet")
+    _write_parquet(outcomes, out / "outcomes.parquet")
+    game = egta.Game.from_tidy(tidy, role_spec)
+    if reduce:
+        game = egta.dpr_game(game, reduce)
+    (out / "game.json").write_text(json.dumps(egta.to_gameanalysis_json(game), indent=1) + "\n")
+    egta.to_openspiel_hpt(game).to_csv(out / "payoff_table.csv", index=False)
+    analysis = analyse(game, outcomes)
+    _write_json(out / "analysis.json", analysis)
+    return analysis
+
+
+def analyse(game, outcomes: pd.DataFrame) -> dict[str, Any]:
+    """Equilibria (with regret and its 95% bootstrap interval), pure regrets, dominated
+    strategies, alpha-rank, deviation edges and the max-welfare / max-revenue profiles."""
+    from market import egta
+
+    def mixture(m):
+        out, at = {}, 0
+        for role, strategies in zip(game.roles, game.strategies, strict=True):
+            out[role] = {s: float(m[at + k]) for k, s in enumerate(strategies)}
+            at += len(strategies)
+        return out
+
+    eqs = []
+    for eq in egta.equilibria(game):
+        # seed k of every profile draws the same values and auctions: resample seeds jointly
+        paired = len({len(x[0]) for x in game.samples}) == 1
+        reg, lo, hi = egta.bootstrap_regret(game, eq.mixture, paired=paired)
+        eqs.append({"mixture": mixture(eq.mixture), "regret": float(reg),
+                    "regret_ci95": [float(lo), float(hi)],
+                    "support": {k: list(v) for k, v in eq.support.items()}})
+    graph = egta.deviation_graph(game)
+    means = outcomes.groupby("profile").mean(numeric_only=True)
+    pure = egta.pure_regrets(game)
+    return {
+        "equilibria": eqs,
+        "pure_regrets": {pid: (None if not np.isfinite(r) else float(r))
+                         for pid, r in zip(game.ids, pure, strict=True)},
+        "dominated": egta.dominated_strategies(game),
+        "alpha_rank": {k: float(v) for k, v in egta.alpha_rank(game).items()},
+        "deviation_edges": [[a, b, float(d.get("gain", np.nan))] for a, b, d in graph.edges(data=True)],
+        "max_welfare": str(means["welfare"].idxmax()) if "welfare" in means else None,
+        "max_revenue": str(means["revenue"].idxmax()) if "revenue" in means else None,
+        "outcomes": {pid: {k: float(v) for k, v in row.items() if np.isfinite(v)}
+                     for pid, row in means.iterrows()},
+    }
