@@ -278,6 +278,9 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
         full = np.unique(np.concatenate(list(needed.values())), axis=0)
     else:
         full = egta.all_profiles(role_spec)
+    if reduce and progress:
+        print(f"deviation-preserving reduction to {reduce} players: {len(full)} profiles to "
+              f"simulate instead of {len(egta.all_profiles(role_spec))}", flush=True)
     if len(full) > MAX_PROFILES:
         raise ValueError(f"{len(full)} profiles to simulate (more than {MAX_PROFILES}): reduce the "
                          "players per role with --reduce ROLE=N (deviation-preserving reduction)")
