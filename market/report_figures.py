@@ -97,6 +97,10 @@ def cells_against_m(cells: pd.DataFrame, columns: dict[str, str], ylabel: str,
 def heatmap(table: pd.DataFrame, title: str, unit: str) -> Figure:
     """Annotated heatmap of a profiles x strategies table (NaN: strategy not played)."""
     rows, cols = table.shape
+    roles = {str(c).split(": ", 1)[0] for c in table.columns}
+    if len(roles) == 1 and all(": " in str(c) for c in table.columns):  # one role: drop its name
+        table = table.set_axis([str(c).split(": ", 1)[1] for c in table.columns], axis=1)
+        title = f"{title} (role {roles.pop()})"
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * cols + 3.5), max(2.5, 0.42 * rows + 1.6)),
                            dpi=100)
     sns.heatmap(table, annot=rows * cols <= 600, fmt=".3f", cmap="viridis", ax=ax,
@@ -104,6 +108,7 @@ def heatmap(table: pd.DataFrame, title: str, unit: str) -> Figure:
     ax.set(xlabel="strategy", ylabel="profile", title=title)
     ax.grid(False)
     ax.tick_params(axis="y", labelsize=8)
+    ax.tick_params(axis="x", labelrotation=20)
     fig.tight_layout()
     return fig
 
