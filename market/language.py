@@ -15,7 +15,10 @@ from pydantic import ConfigDict, Field, model_validator
 
 from market.scenario_base import Positive, Strict
 
-__all__ = ["Language", "OneShot", "QueryConfig", "build_backend", "build_world", "relevance_matrix"]
+__all__ = [
+    "Language", "OneShot", "QueryConfig", "build_backend", "build_world", "check_language",
+    "relevance_matrix",
+]
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_ -]*$", max_length=64)]
 
@@ -102,6 +105,42 @@ class OneShot(Strict):
         if len(set(self.generators)) != len(self.generators):
             raise ValueError("experiment.generators: must not repeat")
         return self
+
+
+def check_language(scenario) -> None:
+    """The MOSAIC rules of a whole scenario: `[language]` exactly when the mechanism is MOSAIC,
+    relevance keys among its topics, no delegation, multiplier grids, an experiment that fits.
+    Raises ValueError with the path of the bad field."""
+    mosaic = scenario.mechanism.is_mosaic
+    if mosaic and scenario.language is None:
+        raise ValueError("language: required by mechanism.kind = 'mosaic' (the topics, "
+                         "queries and backend of the language world)")
+    if not mosaic:
+        for key in ("language", "experiment"):
+            if getattr(scenario, key) is not None:
+                raise ValueError(f"{key}: only read by mechanism.kind = 'mosaic'")
+        for i, g in enumerate(scenario.advertisers):
+            if g.relevance or g.names or g.description:
+                raise ValueError(f"advertisers[{i}]: names, description and relevance are "
+                                 "only read by mechanism.kind = 'mosaic'")
+        return
+    topics = set(scenario.language.topics)
+    for i, g in enumerate(scenario.advertisers):
+        unknown = sorted(set(g.relevance) - topics)
+        if unknown:
+            raise ValueError(f"advertisers[{i}].relevance.{unknown[0]}: not one of the topics "
+                             f"({', '.join(scenario.language.topics)})")
+        if g.report is not None:
+            raise ValueError(f"advertisers[{i}].report: MOSAIC advertisers report rewards "
+                             "themselves; put the report rule in strategy")
+        if getattr(g.strategy, "absolute", False):
+            raise ValueError(f"advertisers[{i}].strategy.bids: MOSAIC reports are multipliers "
+                             "of the true rewards; use strategy.multipliers")
+    if scenario.experiment is not None:
+        k = scenario.experiment.advertisers_per_instance
+        if k > scenario.n_advertisers:
+            raise ValueError(f"experiment.advertisers_per_instance = {k}: more than the "
+                             f"{scenario.n_advertisers} advertisers of the scenario")
 
 
 def _profiles(scenario):

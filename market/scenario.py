@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from market.language import Language, OneShot
+from market.language import Language, OneShot, check_language
 from market.scenario_base import NonNeg, Positive, Strict
 from market.scenario_errors import ScenarioError, dedupe, format_error
 
@@ -441,7 +441,7 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        self._check_language()
+        check_language(self)
         if self.variants is not None:
             self.variant_scenarios()  # each variant must validate on its own
         if self.steps is None and self.experiment is None:
@@ -472,38 +472,6 @@ class Scenario(Strict):
         if self.n_advertisers > 65_000:
             raise ValueError(f"at most 65000 advertisers in one market, got {self.n_advertisers}")
         return self
-
-    def _check_language(self) -> None:
-        mosaic = self.mechanism.is_mosaic
-        if mosaic and self.language is None:
-            raise ValueError("language: required by mechanism.kind = 'mosaic' (the topics, "
-                             "queries and backend of the language world)")
-        if not mosaic:
-            for key in ("language", "experiment"):
-                if getattr(self, key) is not None:
-                    raise ValueError(f"{key}: only read by mechanism.kind = 'mosaic'")
-            for i, g in enumerate(self.advertisers):
-                if g.relevance or g.names or g.description:
-                    raise ValueError(f"advertisers[{i}]: names, description and relevance are "
-                                     "only read by mechanism.kind = 'mosaic'")
-            return
-        topics = set(self.language.topics)
-        for i, g in enumerate(self.advertisers):
-            unknown = sorted(set(g.relevance) - topics)
-            if unknown:
-                raise ValueError(f"advertisers[{i}].relevance.{unknown[0]}: not one of the topics "
-                                 f"({', '.join(self.language.topics)})")
-            if g.report is not None:
-                raise ValueError(f"advertisers[{i}].report: MOSAIC advertisers report rewards "
-                                 "themselves; put the report rule in strategy")
-            if getattr(g.strategy, "absolute", False):
-                raise ValueError(f"advertisers[{i}].strategy.bids: MOSAIC reports are multipliers "
-                                 "of the true rewards; use strategy.multipliers")
-        if self.experiment is not None:
-            k = self.experiment.advertisers_per_instance
-            if k > self.n_advertisers:
-                raise ValueError(f"experiment.advertisers_per_instance = {k}: more than the "
-                                 f"{self.n_advertisers} advertisers of the scenario")
 
     def variant_scenarios(self) -> list[tuple[str, Scenario]]:
         """(name, scenario) of every variant: this scenario with the variant's overrides merged
