@@ -17,6 +17,10 @@ class ScenarioError(ValueError):
         self.problems = problems
         super().__init__("\n".join([f"scenario error in {source}", *("  " + p for p in problems)]))
 
+    def __reduce__(self):
+        # rebuilt from its fields, so that it crosses process boundaries (compare's workers)
+        return (type(self), (self.source, self.problems))
+
 
 def _path(loc: tuple[Any, ...]) -> str:
     out = ""

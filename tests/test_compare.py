@@ -144,3 +144,36 @@ def test_cli_compare_then_report(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr
     assert (out / "report.html").stat().st_size > 0 and (out / "report.md").stat().st_size > 0
+
+
+def test_deviation_preserving_reduction_simulates_fewer_profiles(tmp_path):
+    """3 players reduced to 2 with 3 strategies: each reduced profile needs the full profiles where
+    one player keeps its strategy and the other counts double, so 9 of the 10 full profiles (all
+    but truthful=1 shade=1 over=1); the reduced game's equilibrium is still truthful."""
+    d = copy.deepcopy(GAME)
+    d["advertisers"][0]["count"] = 3
+    scenario = validate_scenario(d)
+    roles = make_roles(scenario, [(None, STRATEGIES + ",over=multiplier:1.5")])
+    analysis = run_compare(scenario, roles, tmp_path / "dpr", seeds=2, workers=2,
+                           reduce={"bidders": 2})
+    simulated = list((tmp_path / "dpr" / "profiles").glob("*.outcomes.parquet"))
+    assert len(simulated) == 9  # out of C(3 + 2, 2) = 10
+    assert not any("truthful-1-shade-1-over-1" in p.name for p in simulated)
+    game = json.loads((tmp_path / "dpr" / "game.json").read_text())
+    assert [r["count"] for r in game["roles"]] == [2]
+    assert analysis["equilibria"][0]["mixture"]["bidders"]["truthful"] > 0.99
+
+
+def test_a_crashing_profile_is_reported_not_fatal_to_the_others(tmp_path):
+    from market.compare import _submit_local
+
+    scenario = validate_scenario(copy.deepcopy(GAME))
+    roles = make_roles(scenario, [(None, STRATEGIES)])
+    good = profile_scenario(scenario.model_dump(mode="python", exclude_unset=True), roles,
+                            {"bidders": {"truthful": 2, "shade": 0}}, seeds=1)
+    bad = copy.deepcopy(good)
+    bad["steps"] = -1  # fails inside the worker
+    jobs = [(good, str(tmp_path / "a"), "good", roles), (bad, str(tmp_path / "b"), "bad", roles)]
+    results = {job[2]: (res, exc) for job, res, exc in _submit_local(jobs, 2)}
+    assert results["good"][1] is None and len(results["good"][0][0]) == 1  # 1 strategy x 1 seed
+    assert results["bad"][0] is None and "steps" in str(results["bad"][1])
