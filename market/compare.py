@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market.results import RunFolderError, _write_json, _write_parquet, package_versions
+from market.results import (
+    RunFolderError,
+    _write_json,
+    _write_parquet,
+    package_versions,
+    summary_window,
+)
 from market.scenario import Scenario, ScenarioError, validate_scenario
 
 __all__ = ["Role", "parse_strategies", "profile_scenario", "run_compare"]
@@ -56,6 +62,11 @@ class Role:
     players: int
     strategies: dict[str, dict[str, Any]]
     field: str
+
+
+def role_spec(roles: list[Role]) -> dict[str, tuple[list[str], int]]:
+    """The roles as `market.egta` takes them: role -> (strategies, players)."""
+    return {r.name: (list(r.strategies), r.players) for r in roles}
 
 
 def _number(text: str) -> float | int:
@@ -151,14 +162,9 @@ def profile_scenario(base: dict[str, Any], roles: list[Role], counts: dict[str, 
     return d
 
 
-def _slug(profile: str) -> str:
+def profile_slug(profile: str) -> str:
+    """The file and folder name of a profile id under the game folder's profiles/."""
     return re.sub(r"[^A-Za-z0-9_]+", "-", profile).strip("-")
-
-
-def _window(df: pd.DataFrame, steps: int) -> pd.DataFrame:
-    first = steps - max(1, steps // 10)
-    w = df[df["step"] > first]
-    return w if len(w) else df[df["step"] == df["step"].max()]
 
 
 def run_profile(scenario: dict[str, Any], folder: str, profile: str,
@@ -173,8 +179,8 @@ def run_profile(scenario: dict[str, Any], folder: str, profile: str,
     sc = validate_scenario(scenario, f"profile {profile}")
     path = Path(folder)
     res = run_scenario(sc, path, resume=(path / "manifest.json").exists(), figures=False)
-    agents = _window(pd.read_parquet(res.folder / "agents.parquet"), sc.steps)
-    metrics = _window(pd.read_parquet(res.folder / "metrics.parquet"), sc.steps)
+    agents = summary_window(pd.read_parquet(res.folder / "agents.parquet"), sc.steps)
+    metrics = summary_window(pd.read_parquet(res.folder / "metrics.parquet"), sc.steps)
     rows = []
     for role in roles:
         for strategy in role.strategies:
@@ -252,46 +258,45 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
         raise ValueError("compare needs a repeated market, not a one-shot [experiment]")
     out = Path(out)
     base = scenario.model_dump(mode="python", exclude_unset=True)
-    role_spec = {r.name: (list(r.strategies), r.players) for r in roles}
-    manifest = {
+    spec = role_spec(roles)
+    if reduce:
+        unknown = sorted(set(reduce) - set(spec))
+        if unknown:
+            raise ValueError(f"--reduce {unknown[0]}: not a role of this game ({', '.join(spec)})")
+        reduce = {r: reduce.get(r, n) for r, (_, n) in spec.items()}
+    manifest = json.loads(json.dumps({  # as it reads back from the file
         "scenario": scenario.model_dump(mode="json"),
-        "roles": {r.name: {"players": r.players, "field": r.field,
-                           "strategies": {k: v for k, v in r.strategies.items()}} for r in roles},
+        "roles": {r.name: {"players": r.players, "field": r.field, "strategies": r.strategies}
+                  for r in roles},
         "seeds": seeds, "reduction": reduce, "versions": package_versions(), "command": command or [],
-    }
+    }))
     if (out / "manifest.json").exists():
         old = json.loads((out / "manifest.json").read_text())
-        keep = ("scenario", "roles", "seeds", "reduction")
-        if any(json.dumps(old.get(k), sort_keys=True) != json.dumps(json.loads(json.dumps(
-                manifest[k], default=str)), sort_keys=True) for k in keep):
+        if any(old.get(k) != manifest[k] for k in ("scenario", "roles", "seeds", "reduction")):
             raise RunFolderError(f"{out} holds a different game; use another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "profiles").mkdir(exist_ok=True)
     _write_json(out / "manifest.json", manifest)
 
     if reduce:
-        unknown = sorted(set(reduce) - set(role_spec))
-        if unknown:
-            raise ValueError(f"--reduce {unknown[0]}: not a role of this game ({', '.join(role_spec)})")
-        reduce = {r: reduce.get(r, n) for r, (_, n) in role_spec.items()}
-        needed = egta.dpr_profiles(role_spec, reduce)
+        needed = egta.dpr_profiles(spec, reduce)
         full = np.unique(np.concatenate(list(needed.values())), axis=0)
     else:
-        full = egta.all_profiles(role_spec)
+        full = egta.all_profiles(spec)
     if reduce and progress:
         print(f"deviation-preserving reduction to {reduce} players: {len(full)} profiles to "
-              f"simulate instead of {len(egta.all_profiles(role_spec))}", flush=True)
+              f"simulate instead of {len(egta.all_profiles(spec))}", flush=True)
     if len(full) > MAX_PROFILES:
         raise ValueError(f"{len(full)} profiles to simulate (more than {MAX_PROFILES}): reduce the "
                          "players per role with --reduce ROLE=N (deviation-preserving reduction)")
     jobs = []
     for row in full:
-        pid = egta.profile_id(role_spec, row)
-        slug = _slug(pid)
+        pid = egta.profile_id(spec, row)
+        slug = profile_slug(pid)
         if (out / "profiles" / f"{slug}.parquet").exists():
             continue
         counts, at = {}, 0
-        for r, (strategies, _) in role_spec.items():
+        for r, (strategies, _) in spec.items():
             counts[r] = {st: int(row[at + k]) for k, st in enumerate(strategies)}
             at += len(strategies)
         d = profile_scenario(base, roles, counts, seeds)
@@ -314,7 +319,7 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
                 continue
             failed.pop(pid, None)
             payoffs, outcomes = result
-            slug = _slug(pid)
+            slug = profile_slug(pid)
             _write_parquet(outcomes, out / "profiles" / f"{slug}.outcomes.parquet")
             _write_parquet(payoffs, out / "profiles" / f"{slug}.parquet")  # last: marks it done
             if progress:
@@ -333,7 +338,6 @@ def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dic
     """Read every profile's samples, write the game files and analysis.json; return the analysis."""
     from market import egta
 
-    role_spec = {r.name: (list(r.strategies), r.players) for r in roles}
     files = sorted((out / "profiles").glob("*.parquet"))
     tidy = pd.concat([pd.read_parquet(f) for f in files if not f.name.endswith(".outcomes.parquet")],
                      ignore_index=True)
@@ -341,7 +345,7 @@ def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dic
                          ignore_index=True)
     _write_parquet(tidy, out / "game.parquet")
     _write_parquet(outcomes, out / "outcomes.parquet")
-    game = egta.Game.from_tidy(tidy, role_spec)
+    game = egta.Game.from_tidy(tidy, role_spec(roles))
     if reduce:
         game = egta.dpr_game(game, reduce)
     (out / "game.json").write_text(json.dumps(egta.to_gameanalysis_json(game), indent=1) + "\n")

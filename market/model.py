@@ -28,7 +28,7 @@ from market.scenario import Scenario
 from mechanisms.base import AuctionBatch, get_mechanism, run_with_deviations
 from strategies.base import GridFeedback
 
-__all__ = ["AuctionMarket", "resolve_device"]
+__all__ = ["AuctionMarket", "MarketBase", "context_weights", "grid_feedback", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -42,6 +42,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def context_weights(ctx: Tensor, active: Tensor, C: int, dtype: torch.dtype) -> Tensor:
+    """Which context each active auction counts for: [R, B, A, C] 0/1 weights (C = 1: active)."""
+    w = active.to(dtype).unsqueeze(-1)
+    return w * torch.nn.functional.one_hot(ctx, C).to(dtype) if C > 1 else w
+
+
 def grid_feedback(value: Tensor, alloc: Tensor, pay: Tensor, ctx: Tensor, active: Tensor,
                   C: int) -> GridFeedback:
     """Per-context sums of every grid action's utility `value * alloc - pay`, without building
@@ -50,9 +56,7 @@ def grid_feedback(value: Tensor, alloc: Tensor, pay: Tensor, ctx: Tensor, active
     value [R, B, A] (the value the learner maximises), alloc, pay [R, B, A, K], ctx [R, B, A] long,
     active [R, B, A] bool. Returns GridFeedback(sums [R, A, C, K], count [R, A, C]).
     """
-    w = active.to(value.dtype).unsqueeze(-1)
-    if C > 1:
-        w = w * torch.nn.functional.one_hot(ctx, C).to(value.dtype)  # [R, B, A, C]
+    w = context_weights(ctx, active, C, value.dtype)
     sums = torch.einsum("rbac,rbak->rack", w * value.unsqueeze(-1), alloc)
     sums -= torch.einsum("rbac,rbak->rack", w, pay)
     return GridFeedback(sums, w.sum(1))

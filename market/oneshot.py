@@ -27,12 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor
 
 from agents.advertiser import ValueSampler
 from market import streams as S
 from market.language import build_backend, build_world
-from market.results import RunFolder, _half_width, _num, _write_json, _write_parquet
+from market.mosaic_market import flipped_masks, own_world_outcomes, reply_quality
+from market.results import RunFolder, _num, _write_json, _write_parquet, half_width95
 from market.scenario import Scenario
+from mechanisms.backends.base import Candidates
 from mechanisms.base import get_mechanism
 from mechanisms.mosaic import MosaicBatch
 
@@ -51,6 +54,12 @@ def instance_table(world, count: int, k: int) -> tuple[list[int], list[list[int]
         queries.append(qi)
         slots.append(order[:k])
     return queries, slots
+
+
+def _first(cand: Candidates, M: int) -> Candidates:
+    """The first M candidates of each auction."""
+    return Candidates(cand.tokens[:, :M], cand.log_ref[:, :M], cand.log_gen[:, :M],
+                      cand.rewards[..., :M])
 
 
 class _Cells:
@@ -84,19 +93,35 @@ class _Cells:
         self.log_z = None
         if getattr(self.backend, "log_partition", None) is not None:
             self.log_z = self.backend.log_partition(self.q, self.adv, self.m / self.tau)
-        self.reference = self._reference_benchmarks(Mmax)
+        self._drawn: dict[str, tuple] = {}
+        self.reference = self._reference_benchmarks()
 
-    def candidates(self, context, M):
-        return self.backend.candidates(self.q, self.adv, context, M, self.u[:, :M])
+    def candidates(self, generator: str, M: int):
+        """The first M candidates of every auction (reply j depends only on uniforms[:, j], so
+        they are the first M of the M_max drawn once per generator), and for "context" the
+        candidates of the worlds without each advertiser (world-major, [k * B, ...])."""
+        if generator not in self._drawn:
+            Mmax, k = self.u.shape[1], self.k
+            mask = torch.ones((self.B, k), dtype=torch.bool, device=self.q.device)
+            if generator == "context":
+                flipped = flipped_masks(mask)
+                absent = self.backend.candidates(self.q.repeat(k), self.adv.repeat(k, 1), flipped,
+                                                 Mmax, self.u.repeat(k, 1, 1))
+                self._drawn[generator] = (self.backend.candidates(self.q, self.adv, mask, Mmax,
+                                                                  self.u), absent)
+            else:
+                self._drawn[generator] = (self.backend.candidates(self.q, self.adv, None, Mmax,
+                                                                  self.u), None)
+        return tuple(None if c is None else _first(c, M) for c in self._drawn[generator])
 
-    def _reference_benchmarks(self, M: int) -> dict[str, np.ndarray]:
+    def _reference_benchmarks(self) -> dict[str, Tensor]:
         """Replies sampled from pi_ref itself: their mean log pi_r ("reference") and mean
         log pi_ref (footnote 8's proxy for sampling from pi_r). Also estimates log Z from them
         when the backend has no exact one."""
-        cand = self.candidates(None, M)
+        cand, _ = self.candidates("reference", self.u.shape[1])
         total = (self.m.unsqueeze(-1) * cand.rewards).sum(1) / self.tau  # [B, M]
         if self.log_z is None:
-            self.log_z = torch.logsumexp(total, -1) - math.log(M)
+            self.log_z = torch.logsumexp(total, -1) - math.log(cand.log_ref.shape[-1])
         return {
             "logp_reference": (cand.log_ref + total - self.log_z.unsqueeze(-1)).mean(-1),
             "logp_proxy": cand.log_ref.mean(-1),
@@ -107,21 +132,22 @@ class _Cells:
         advertiser rows)."""
         B, k = self.B, self.k
         mask = torch.ones((B, k), dtype=torch.bool, device=self.q.device)
-        context = mask if generator == "context" else None
-        cand = self.candidates(context, M)
+        cand, absent = self.candidates(generator, M)
         true = self.m.unsqueeze(-1) * cand.rewards  # [B, k, M]; truthful reports
         batch = MosaicBatch(true, mask, cand.log_ref, cand.log_gen, self.noise)
         out = self.mech.run(batch)
         p = out.allocation
         reward_in = (p.unsqueeze(1) * true).sum(-1)  # [B, k]
-        reward_out = self._absent(batch, true, context, M)
+        if absent is None:  # the reference generator: same candidates, i left out
+            reward_out = self.mech.absent_rewards(batch, true)
+        else:  # re-generated without i's description
+            reward_out, _ = own_world_outcomes(self.mech, absent, flipped_masks(mask), self.noise,
+                                               self.m, self.m)
         C = out.offset_value
         pay_with = out.payment if self.offset else out.payment - C
         pay_without = pay_with + C
         gain = reward_in - reward_out
-        total = true.sum(1) / self.tau
-        logp_opt = (p * (cand.log_ref + total - self.log_z.unsqueeze(-1))).sum(-1)
-        kl = (torch.xlogy(p, p) + p * (math.log(M) + cand.log_gen - cand.log_ref)).sum(-1)
+        logp_opt, kl = reply_quality(p, cand, true.sum(1) / self.tau, self.log_z)
 
         def np_(x):
             return x.double().cpu().numpy()
@@ -150,21 +176,6 @@ class _Cells:
         })
         return auctions, advertisers
 
-    def _absent(self, batch, true, context, M):
-        """Each advertiser's expected reward had it not taken part: [B, k]."""
-        if context is None:  # the reference generator: same candidates, i left out
-            return self.mech.absent_rewards(batch, true)
-        B, k = context.shape
-        eye = torch.eye(k, dtype=torch.bool, device=context.device)
-        without = (context.unsqueeze(0) & ~eye.unsqueeze(1)).reshape(k * B, k)  # world i first
-        cand = self.backend.candidates(self.q.repeat(k), self.adv.repeat(k, 1), without, M,
-                                       self.u[:, :M].repeat(k, 1, 1))
-        t = self.m.repeat(k, 1).unsqueeze(-1) * cand.rewards
-        out = self.mech.run(MosaicBatch(t, without, cand.log_ref, cand.log_gen, self.noise.repeat(k)))
-        reward = (out.allocation.unsqueeze(1) * t).sum(-1).view(k, B, k)
-        idx = torch.arange(k, device=context.device)
-        return reward[idx, :, idx].T
-
 
 def summarize_one_shot(auctions: pd.DataFrame, advertisers: pd.DataFrame) -> dict[str, Any]:
     """Per generator and M: mean and 95% half-width (over auctions) of every auction metric, the
@@ -179,7 +190,7 @@ def summarize_one_shot(auctions: pd.DataFrame, advertisers: pd.DataFrame) -> dic
         cell = {"generator": gen, "M": int(M), "auctions": len(df)}
         for c in cols:
             cell[c] = _num(df[c].mean())
-            cell[c + "_ci95"] = _num(_half_width(df[c]))
+            cell[c + "_ci95"] = _num(half_width95(df[c]))
         cell["gain_correlation"] = _num(a["reward_gain"].corr(a["utility_gain"]))
         cell["gain_correlation_no_offset"] = _num(a["reward_gain"].corr(a["utility_gain_no_offset"]))
         cell["ex_ante_ir"] = bool(a["utility_gain"].mean() > 0)

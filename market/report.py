@@ -23,6 +23,7 @@ import pandas as pd
 
 from market import report_figures as F
 from market import report_text as T
+from market.compare import profile_slug
 
 __all__ = ["write_report"]
 
@@ -325,10 +326,6 @@ def _one_shot(doc: Doc, folder: Path, level: int) -> None:
 # ---------------------------------------------------------------- empirical games
 
 
-def _slug(profile: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]+", "-", profile).strip("-")  # as market.compare names folders
-
-
 def _game(doc: Doc, folder: Path, level: int) -> None:
     manifest, analysis = _json(folder / "manifest.json"), _json(folder / "analysis.json")
     game = pd.read_parquet(folder / "game.parquet")
@@ -393,7 +390,7 @@ def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
         wanted += [p for p, pairs in played.items() if pairs <= support and p not in wanted]
     frames = []
     for p in wanted[:6]:
-        for path in (folder / "profiles" / _slug(p), folder / "profiles" / p):
+        for path in (folder / "profiles" / profile_slug(p), folder / "profiles" / p):
             if (path / "metrics.parquet").exists():
                 frames.append(pd.read_parquet(path / "metrics.parquet").assign(profile=p))
                 break

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from market.results import half_width95
+
 LABELS = {
     "revenue": "revenue per auction", "welfare": "welfare per auction",
     "optimal_welfare": "optimal welfare per auction", "utility": "utility per advertiser",
@@ -422,8 +424,7 @@ def _outcome(outcomes: pd.DataFrame | None, profile: str, col: str) -> str:
     if outcomes is None or col not in outcomes:
         return "n/a"
     x = outcomes.loc[outcomes["profile"] == profile, col].dropna()
-    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else 0.0
-    return pm(x.mean(), half) if len(x) else "n/a"
+    return pm(x.mean(), half_width95(x)) if len(x) else "n/a"
 
 
 def game_sentences(analysis: dict, manifest: dict, outcomes: pd.DataFrame | None,

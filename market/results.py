@@ -228,6 +228,13 @@ def collector_frames(model) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return metrics, agents
 
 
+def summary_window(rows: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """The rows (metric or agent rows, with a `step` column) that summaries average: the last
+    10% of `steps` rounds, or the last collected step when none falls there."""
+    window = rows[rows["step"] > steps - max(1, steps // 10)]
+    return window if len(window) else rows[rows["step"] == rows["step"].max()]
+
+
 def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int,
               unraveling_threshold: float = 0.5) -> dict[str, Any]:
     """Means over the last 10% of steps (at least the last collected row), overall and per group.
@@ -238,22 +245,17 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int,
     threshold (None if it ends at or above it), and the share of irrelevant ones drawn in over
     the window.
     """
-    first = steps - max(1, steps // 10)
-    window = metrics[metrics["step"] > first]
-    if window.empty:
-        window = metrics[metrics["step"] == metrics["step"].max()]
+    window = summary_window(metrics, steps)
     cols = [c for c in metrics.columns if c not in ("step", "replica")]
     per_rep = window.groupby("replica")[cols].mean()
     out: dict[str, Any] = {
         "window": [int(window["step"].min()), int(window["step"].max())],
         "replicas": int(metrics["replica"].nunique()),
         "metrics": {c: _num(per_rep[c].mean()) for c in cols},
-        "ci95": {c: _num(_half_width(per_rep[c])) for c in cols},
+        "ci95": {c: _num(half_width95(per_rep[c])) for c in cols},
     }
     if agents is not None:
-        aw = agents[agents["step"] > first]
-        if aw.empty:
-            aw = agents[agents["step"] == agents["step"].max()]
+        aw = summary_window(agents, steps)
         acted = "bid" if "bid" in aw else "report"  # classic auctions bid, MOSAIC reports
         aw = aw.assign(ratio=aw[acted] / aw["value"].where(aw["value"] > 0))
         groups = {}
@@ -279,7 +281,8 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int,
     return out
 
 
-def _half_width(x: pd.Series) -> float:
+def half_width95(x: pd.Series) -> float:
+    """Half-width of the normal-approximation 95% interval of the mean (0 below two values)."""
     x = x.dropna()
     if len(x) < 2:
         return 0.0
@@ -292,6 +295,6 @@ def _num(x: Any) -> float | None:
 
 
 __all__ = [
-    "RunFolder", "RunFolderError", "collector_frames", "summarize",
+    "RunFolder", "RunFolderError", "collector_frames", "summarize", "summary_window", "half_width95",
     "package_versions", "git_commit",
 ]

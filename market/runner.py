@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from market.model import AuctionMarket
 from market.results import RunFolder, RunFolderError, collector_frames
 from market.scenario import Scenario
@@ -140,9 +142,7 @@ def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, prog
                            figures=figures, command=command)
         summaries[name] = res.summary
         steps += res.steps
-        if (path / "metrics.parquet").exists():
-            import pandas as pd
-
+        if (path / "metrics.parquet").exists():  # one-shot variants have no time series
             metrics[name] = pd.read_parquet(path / "metrics.parquet")
     (root.path / "comparison.json").write_text(json.dumps(summaries, indent=2, sort_keys=True) + "\n")
     if figures and metrics:

@@ -70,12 +70,14 @@ def test_shifted_reports_change_nothing_with_the_offset(mosaic_dict, tmp_path):
     each advertiser's LSE term and offset alike: allocation, payments and utilities all stay."""
     mosaic_dict["advertisers"][0]["strategy"] = {"kind": "truthful"}
     base = run(mosaic_dict, tmp_path, "a")
-    mosaic_dict["advertisers"][0]["strategy"] = {"kind": "shift", "s": 3.5}
-    shifted = run(mosaic_dict, tmp_path, "b")
     a = pd.read_parquet(base.folder / "metrics.parquet")
-    b = pd.read_parquet(shifted.folder / "metrics.parquet")
-    for col in ("revenue", "welfare", "utility", "reward_gain", "utility_gain", "logp_opt"):
-        np.testing.assert_allclose(a[col], b[col], rtol=1e-9, atol=1e-9, err_msg=col)
+    for s in (3.5, -3.5):  # a negative shift too: reports are not bids, nothing clamps at 0
+        mosaic_dict["advertisers"][0]["strategy"] = {"kind": "shift", "s": s}
+        shifted = run(mosaic_dict, tmp_path, f"b{s}")
+        b = pd.read_parquet(shifted.folder / "metrics.parquet")
+        for col in ("revenue", "welfare", "utility", "reward_gain", "utility_gain", "logp_opt",
+                    "mean_report_ratio"):
+            np.testing.assert_allclose(a[col], b[col], rtol=1e-9, atol=1e-9, err_msg=(s, col))
 
 
 def random_round(model, seed):
@@ -98,7 +100,8 @@ def test_outside_option_is_the_reward_of_the_reply_made_without_the_advertiser(m
     q, u, noise, mask, m = random_round(model, 0)
     scale = m.clone()
     cand = model._candidates(q, mask, u)
-    reward, gross = model._toggled(q, cand, mask, u, m, scale, noise)
+    flat = m.reshape(-1, n)
+    reward, gross = model._own_worlds(q, cand, mask, u, flat, scale.reshape(-1, n), noise)
     for i in range(n):
         flipped = mask.clone()
         flipped[:, i] = ~flipped[:, i]
@@ -117,7 +120,8 @@ def test_reference_generator_outside_option_uses_the_same_candidates(mosaic_dict
     q, u, noise, mask, m = random_round(model, 1)
     mask = torch.ones_like(mask)
     cand = model._candidates(q, mask, u)
-    reward, _ = model._toggled(q, cand, mask, u, m, m, noise)
+    flat = m.reshape(-1, model.n)
+    reward, _ = model._own_worlds(q, cand, mask, u, flat, flat, noise)
     batch = MosaicBatch(cand.rewards, mask, cand.log_ref, cand.log_gen, noise)
     torch.testing.assert_close(reward, model.mechanism.absent_rewards(batch, cand.rewards))
 
