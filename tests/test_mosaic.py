@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mechanisms import MECHANISMS, get_mechanism
@@ -121,19 +121,33 @@ def test_truthful_beats_random_and_scaled_reports(dims, log_tau, log_scale, seed
 
 
 def ascend(batch, true, start, tau, offset, steps=300, lr=0.05):
-    """Reports [B, n, 1, M] found by Adam on each advertiser's utility, from `start`."""
+    """Reports [B, n, 1, M]: the best iterate, per advertiser, of Adam on its own utility.
+
+    Adam is not monotone (it can end a few 1e-4 below where it was), so the adversary keeps
+    the best report it has seen; that can only make the truthfulness check harder to pass.
+    """
     alt = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([alt], lr=lr)
+    best = start.clone()
+    with torch.no_grad():
+        best_u = deviation_utilities(batch, true, start, tau, offset)
     for _ in range(steps):
         opt.zero_grad()
+        u = deviation_utilities(batch, true, alt, tau, offset)
+        with torch.no_grad():
+            better = u > best_u  # [B, n, 1]
+            best = torch.where(better.unsqueeze(-1), alt, best)
+            best_u = torch.where(better, u, best_u)
         # utilities are separable over (b, i): one sum climbs every advertiser's at once
-        (-deviation_utilities(batch, true, alt, tau, offset).sum()).backward()
+        (-u.sum()).backward()
         opt.step()
-    return alt.detach()
+    return best.detach()
 
 
 @settings(max_examples=10, deadline=None)
 @given(dims, log_tau, log_scale, seeds, st.booleans())
+# found by CI: Adam ended 3e-4 below its start (the theorem held); kept as a regression case
+@example(dims=(1, 2, 6), log_tau=-1.0, log_scale=0.5, seed=49131972, offset=False)
 def test_truthful_beats_gradient_ascent(dims, log_tau, log_scale, seed, offset):
     B, n, M = dims
     tau, scale = 10**log_tau, 10**log_scale
@@ -146,8 +160,6 @@ def test_truthful_beats_gradient_ascent(dims, log_tau, log_scale, seed, offset):
         batch, true, ascend(batch, true, start, tau, offset, lr=0.05 * scale), tau, offset
     )
     assert_no_gain(found, truth)
-    # the ascent did climb: no worse than where it started
-    assert (found >= deviation_utilities(batch, true, start, tau, offset) - 1e-9).all()
 
 
 def test_gradient_ascent_reaches_the_truthful_utility():
