@@ -350,3 +350,50 @@ def test_qlearning_one_auction_fast_path_equals_general_path():
                     torch.cat([active, torch.zeros_like(active)], 1), None, t)
         assert torch.equal(fast.Q, slow.Q)
         assert torch.equal(fast.policy(t), slow.policy(t))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 6),
+    st.sampled_from([1.0, 0.5]), st.sampled_from([0.0, 0.9]), st.integers(0, 2**31 - 1),
+)
+def test_qlearning_cached_greedy_follows_the_table(R, A, C, K, lr, discount, seed):
+    """The one-auction update keeps each row's maximum and first argmax incrementally (and
+    re-reduces only rows whose greedy cell fell); after every round they must equal a fresh
+    reduction of Q. Utilities on a coarse grid with lr 1 or 1/2 make exact ties common."""
+    from strategies.qlearning import QLearning
+
+    gen = torch.Generator().manual_seed(seed)
+    s = QLearning(R, A, C, K, lr=lr, discount=discount, epsilon_start=0.5, epsilon_decay=0.05)
+    for t in range(40):
+        ctx = torch.randint(0, C, (R, 1, A), generator=gen)
+        actions = s.act(ctx, torch.rand(R, 1, A, generator=gen), t)
+        utility = torch.randint(-2, 3, (R, 1, A), generator=gen).float()
+        active = torch.rand(R, 1, A, generator=gen) < 0.8
+        s.update(ctx, actions, utility, active, None, t)
+        m, g = s.Q.max(-1)  # first maximum
+        assert torch.equal(s._max.view(R, A, C), m)
+        assert torch.equal(s.greedy(), g)
+
+
+@pytest.mark.parametrize("t", [0, 30, 200, 10_000])
+def test_qlearning_closed_form_act_is_the_inverse_cdf_of_its_policy(t):
+    """QLearning.act draws by the closed-form inverse CDF of the epsilon-greedy policy: the same
+    actions as the generic search over policy(t).cumsum(-1) on the same uniforms (float64)."""
+    from strategies.qlearning import QLearning
+
+    R, A, C, K, B = 3, 2, 3, 7, 4000
+    gen = torch.Generator().manual_seed(t)
+    s = QLearning(R, A, C, K, dtype=torch.float64, epsilon_start=0.9, epsilon_decay=0.01)
+    s.load_state_dict({"Q": torch.randint(0, 4, (R, A, C, K), generator=gen).double()})
+    ctx = torch.randint(0, C, (R, B, A), generator=gen)
+    # uniforms as the market draws them (24 bits). The two computations round differently only
+    # within ~1e-16 of a cdf step, which no such uniform comes near (probability ~K * 1e-16)
+    u = torch.rand(R, B, A, generator=gen).double()
+    eps = s.epsilon(t)
+    got = s.act(ctx, u, t)
+    assert torch.equal(got, Strategy.act(s, ctx, u, t))
+    if eps > 0:  # the draws follow the policy: greedy share 1 - eps + eps / K
+        share = (got == s.greedy().unsqueeze(1).expand(R, B, A, C).gather(-1, ctx.unsqueeze(-1))
+                 .squeeze(-1)).double().mean()
+        assert abs(share - (1 - eps + eps / K)) < 4 * math.sqrt(0.25 / (R * B * A))
