@@ -15,8 +15,10 @@
    2,000-bidder market (the same bidder count, one replica): the issue's claim is that they cost
    about the same.
 
-Every time is the best of a few repeats (the least noisy estimate on a shared machine).
-Usage: python benchmarks/bench_market.py [--device cpu|cuda] [--threads 1] [--write]
+Every time is the best of a few repeats (the least noisy estimate on a shared machine); the
+Q-learning round is timed at three points of its exploration schedule (see Q_PHASES), and
+`--q-full` also times a whole 1e6-round run, start to end, which includes the machine's noise.
+Usage: python benchmarks/bench_market.py [--device cpu|cuda] [--threads 1] [--q-full] [--write]
 `--write` replaces this device's section of benchmarks/RESULTS.md. Ratios, not absolute times,
 are what compare across machines.
 """
@@ -84,6 +86,44 @@ def time_market(data: dict, steps: int, warmup: int = 20, repeats: int = 3) -> f
         sync(model.device)
         best = min(best, (time.perf_counter() - t0) / steps)
     return best
+
+
+# Points of the epsilon schedule (decay 1e-5) at which a Q-learning round is timed: exploring
+# (eps 1), mostly greedy (eps 0.05) and greedy (eps 1e-4). The cached greedy actions are
+# re-reduced more often once the greedy cell is the one played, so late rounds cost more.
+Q_PHASES = (0, 300_000, 900_000)
+
+
+def time_qlearning_phases(data: dict, steps: int, settle: int = 2000) -> list[float]:
+    """Seconds per round at each step of Q_PHASES: the step counter jumps there (epsilon follows
+    it), `settle` rounds run, then the best of 3 blocks of `steps` rounds is taken."""
+    model = AuctionMarket(validate_scenario(data))
+    times = []
+    for at in Q_PHASES:
+        model.steps = max(model.steps, at)
+        for _ in range(settle):
+            model.step()
+        best = float("inf")
+        for _ in range(3):
+            sync(model.device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                model.step()
+            sync(model.device)
+            best = min(best, (time.perf_counter() - t0) / steps)
+        times.append(best)
+    return times
+
+
+def time_full_run(data: dict, rounds: int) -> float:
+    """Wall seconds of `rounds` consecutive rounds from the start (no best-of: the real cost)."""
+    model = AuctionMarket(validate_scenario(data))
+    sync(model.device)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        model.step()
+    sync(model.device)
+    return time.perf_counter() - t0
 
 
 def sync(device: torch.device) -> None:
@@ -194,6 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--hedge-steps", type=int, default=100)
     ap.add_argument("--q-steps", type=int, default=1000)
+    ap.add_argument("--q-full", action="store_true",
+                    help="also time a whole 1e6-round Q-learning run (about 10-15 min on a CPU)")
     ap.add_argument("--out", help="also write the markdown section to this file")
     ap.add_argument("--write", action="store_true", help="record the figures in RESULTS.md")
     args = ap.parse_args(argv)
@@ -205,7 +247,9 @@ def main(argv=None) -> int:
     naive_h = naive_hedge_time(plain=True)
     naive_h_fast = naive_hedge_time(plain=False)
     ba = 10 * 1024
-    q = time_market(qlearning_scenario(dev, 10**7), args.q_steps, warmup=50)
+    phases = time_qlearning_phases(qlearning_scenario(dev, 10**7), args.q_steps)
+    q = sum(phases) / len(phases)
+    full = time_full_run(qlearning_scenario(dev, 10**7), 10**6) if args.q_full else None
     naive_q = naive_qlearning_rate()
     big = qlearning_scenario(dev, 10**7, replicas=1)
     big["advertisers"][0]["count"] = 2000
@@ -225,7 +269,10 @@ def main(argv=None) -> int:
          f"Python loop over auctions, second-price shortcut per bidder: "
          f"{ba / naive_h_fast:,.0f} bidder-auctions/s", f"{naive_h_fast / hedge:,.0f}x", "-"),
         ("first price, 2 Q-learning bidders, 1,000 replicas, 1 auction/round, bandit",
-         f"{1 / q:,.0f} rounds/s ({q * 1e3:.3f} ms/round; 1e6 rounds in {q * 1e6 / 60:.1f} min)",
+         f"{1 / q:,.0f} rounds/s ({q * 1e3:.3f} ms/round, the mean of "
+         + ", ".join(f"{x * 1e3:.3f} at t = {at:,}" for x, at in zip(phases, Q_PHASES, strict=True))
+         + f"; 1e6 rounds in {q * 1e6 / 60:.1f} min"
+         + (f"; a full 1e6-round run took {full / 60:.1f} min" if full is not None else "") + ")",
          f"Python loop over replicas: {1 / naive_q:,.1f} rounds/s (1e6 rounds in {naive_q * 1e6 / 3600:.0f} h)",
          f"{naive_q / q:,.0f}x", "1e6 rounds < 10 min"),
         ("1,000 replicas x 2 Q-learners vs one market of 2,000 Q-learners (rounds/s)",

@@ -329,7 +329,11 @@ class AuctionMarket(MarketBase):
         # gross sum and the rounds entered, so only these two running totals are kept.
         if not self.fixed_entry:  # fixed entry: rounds entered = steps x the fixed mask
             self._entered_rounds += entered
-        self._sums += torch.stack((alloc, pay, gross)).sum(dim=2, dtype=torch.float64)
+        rows = torch.stack((alloc, pay, gross))  # [3, R, B, n]
+        if self.B == 1:  # the same float64 sums without a reduction over one auction
+            self._sums += rows.view(self._sums.shape)
+        else:
+            self._sums += rows.sum(dim=2, dtype=torch.float64)
 
     def _round_record(self, v, v_hat, bids, entered, alloc, pay, gross) -> dict[str, np.ndarray]:
         ent = entered.to(v.dtype)

@@ -70,54 +70,57 @@ class QLearning(Strategy):
     def _update_played(self, ctx: Tensor, actions: Tensor, utility: Tensor, active: Tensor) -> None:
         """Bandit update for one auction per round (B = 1): every (replica, agent) played exactly
         one (context, action) cell, whose mean reward is that auction's utility. Touches only
-        those cells instead of the whole [R, A, C, K] table (same numbers as the general path),
-        and keeps the cached row maxima and greedy actions up to date incrementally."""
+        those cells instead of the whole [R, A, C, K] table (same numbers as the general path).
+
+        The cached row maximum and first argmax follow incrementally: a cell that beats the
+        maximum (ties: the lower index) takes over its row. ``_bound`` holds an upper bound on
+        the other cells of the row, so when the greedy cell itself falls the row is re-reduced
+        only if it fell to or below that bound (rare once exploration has decayed)."""
         RA, C, K = self.R * self.A, self.C, self.K
         c = ctx.reshape(RA, 1)
         k = actions.reshape(RA, 1)
         table = self.Q.view(RA, C * K)  # row (r, a), column ctx * K + action
         col = k if C == 1 else c * K + k
         q = table.gather(1, col)
-        best_all, greedy_all = self._max.view(RA, C), self._greedy_idx.view(RA, C)
-        best = best_all if C == 1 else best_all.gather(1, c)
-        greedy = greedy_all if C == 1 else greedy_all.gather(1, c)
+        caches = (self._max.view(RA, C), self._greedy_idx.view(RA, C), self._bound.view(RA, C))
+        best, greedy, bound = caches if C == 1 else (x.gather(1, c) for x in caches)
         target = utility.reshape(RA, 1).to(q.dtype)
         if self.discount != 0.0:
             target = target + self.discount * best  # max Q of the row before the update
         new = torch.where(active.reshape(RA, 1), torch.lerp(q, target, self.lr), q)
         table.scatter_(1, col, new)
-        # The new cell takes over the row if it beats its maximum (ties: the lower index).
-        # If the greedy cell itself fell, the row's maximum may now be elsewhere: re-reduce
-        # those rows only.
-        takes = (new > best) | ((new == best) & (k < greedy))
-        fell = (k == greedy) & (new < best)
+        own = k == greedy
+        beats = (new > best) | ((new == best) & (k < greedy))
+        takes = beats | own  # the greedy cell keeps its row unless it is re-reduced below
+        redo = own & (new <= bound)
+        # another cell raises the bound to its new value, or, if it took the row over, to the
+        # dethroned maximum
+        bound = torch.where(own, bound, torch.maximum(bound, torch.where(beats, best, new)))
         best = torch.where(takes, new, best)
         greedy = torch.where(takes, k, greedy)
         rows = self.Q.view(RA * C, K)
         if self.Q.device.type == "cpu":
-            redo = fell.view(-1).nonzero().view(-1)  # no device sync on the cpu; a fraction
-            if redo.numel():
-                at = redo if C == 1 else (self._row.view(-1) + c.view(-1)).index_select(0, redo)
-                m, g = rows.index_select(0, at).max(-1)
-                best.view(-1).index_copy_(0, redo, m)
-                greedy.view(-1).index_copy_(0, redo, g)
+            at = redo.view(-1).nonzero().view(-1)  # no device sync on the cpu
+            if at.numel():
+                m, g, b = _top(rows.index_select(
+                    0, at if C == 1 else (self._row.view(-1) + c.view(-1)).index_select(0, at)))
+                for x, y in ((best, m), (greedy, g), (bound, b)):
+                    x.view(-1).index_copy_(0, at, y)
         else:  # one fused reduction over the played rows beats a device sync
             played = rows if C == 1 else rows.index_select(0, self._row.view(-1) + c.view(-1))
-            m, g = played.max(-1)
-            fell = fell.view(-1)
-            best = torch.where(fell, m, best.view(-1)).view(RA, 1)
-            greedy = torch.where(fell, g, greedy.view(-1)).view(RA, 1)
-        if C == 1:
-            self._max.view(RA, 1).copy_(best)
-            self._greedy_idx.view(RA, 1).copy_(greedy)
+            redo = redo.view(RA)
+            best, greedy, bound = (torch.where(redo, y, x.view(RA)).view(RA, 1)
+                                   for x, y in zip((best, greedy, bound), _top(played), strict=True))
+        if C == 1:  # the new tensors are the caches (nothing else holds the old ones)
+            self._max, self._greedy_idx, self._bound = best.view(-1), greedy.view(-1), bound.view(-1)
         else:
-            best_all.scatter_(1, c, best)
-            greedy_all.scatter_(1, c, greedy)
+            for cache, x in zip(caches, (best, greedy, bound), strict=True):
+                cache.scatter_(1, c, x)
 
     def _refresh(self) -> None:
-        # row maxima and greedy actions (first maximum), [R * A * C]; they change only with Q
-        m, g = self.Q.reshape(-1, self.K).max(-1)
-        self._max, self._greedy_idx = m, g
+        # [R * A * C] row maxima, first argmax and the largest other cell; they change only
+        # with Q (the last one is an upper bound between refreshes)
+        self._max, self._greedy_idx, self._bound = _top(self.Q.reshape(-1, self.K))
 
     def greedy(self) -> Tensor:
         """argmax Q per (replica, agent, context), [R, A, C] long, ties to the lowest index."""
@@ -149,11 +152,13 @@ class QLearning(Strategy):
         if eps == 0.0:
             return g
         scale = self.K / eps
-        v = u.to(torch.float64)
-        # clamped in float: u K / eps can exceed the long range when eps is tiny
-        before = (v * scale).floor_().clamp_(max=self.K).long()
-        after = ((v - (1.0 - eps)) * scale).floor_().clamp_(-1.0, self.K - 1).long()
-        return torch.where(before < g, before, torch.maximum(after, g))
+        x = u.to(torch.float64) * scale
+        before = x.floor()
+        # (u - 1 + eps) K / eps < K since u < 1: the max below is at most K - 1, and `before`
+        # (possibly beyond the long range when eps is tiny) is taken only when it is below g
+        after = x.sub_((1.0 - eps) * scale).floor_()
+        gf = g.to(torch.float64)
+        return torch.where(before < gf, before, torch.maximum(after, gf)).long()
 
     def update(
         self,
@@ -182,3 +187,11 @@ class QLearning(Strategy):
         # lerp(Q, target, 1) is exactly target, so lr = 1 stores the last mean reward
         self.Q = torch.where(used, torch.lerp(self.Q, target, self.lr), self.Q)
         self._refresh()
+
+
+def _top(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Row maximum, its first index and the maximum of the other cells (-inf for one column)
+    of rows [N, K]: three [N] tensors."""
+    m, g = rows.max(-1)
+    rest = rows.scatter(-1, g.unsqueeze(-1), float("-inf")).amax(-1)
+    return m, g, rest

@@ -374,6 +374,9 @@ def test_qlearning_cached_greedy_follows_the_table(R, A, C, K, lr, discount, see
         m, g = s.Q.max(-1)  # first maximum
         assert torch.equal(s._max.view(R, A, C), m)
         assert torch.equal(s.greedy(), g)
+        # the bound on the other cells of each row is an upper bound
+        rest = s.Q.scatter(-1, g.unsqueeze(-1), float("-inf")).amax(-1)
+        assert (s._bound.view(R, A, C) >= rest).all()
 
 
 @pytest.mark.parametrize("t", [0, 30, 200, 10_000])
