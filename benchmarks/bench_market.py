@@ -283,7 +283,8 @@ def main(argv=None) -> int:
              "| --- | --- | --- | --- | --- |"]
     table += ["| " + " | ".join(r) + " |" for r in rows]
     section = "\n".join([f"## {where}", "", f"_{time.strftime('%Y-%m-%d')}, `python benchmarks/"
-                         f"bench_market.py --device {dev} --threads {args.threads}`_", "", *table, ""])
+                         f"bench_market.py --device {dev} --threads {args.threads}"
+                         f"{' --q-full' if args.q_full else ''}`_", "", *table, ""])
     print(section)
     if args.out:
         Path(args.out).write_text(section)
