@@ -218,6 +218,42 @@ def test_bandit_learners_run_and_shade_in_first_price(scenario_dict, tmp_path, k
     assert late["payment"].sum() < late["won"].sum()
 
 
+def test_qlearning_market_fast_paths_change_no_number(scenario_dict, monkeypatch):
+    """The one-auction Q-learning shortcuts (incremental greedy cache, closed-form draw) give
+    bit-identical markets to the generic inverse-CDF search and the general update, over a whole
+    exploration schedule with frequent ties (a coarse bid grid)."""
+    from strategies.base import Strategy
+    from strategies.qlearning import QLearning
+
+    d = scenario_dict
+    d.update(steps=600, auctions_per_step=1, replicas=64)
+    d["feedback"]["kind"] = "bandit"
+    d["mechanism"] = {"kind": "first_price"}
+    d["advertisers"][0]["strategy"] = {
+        "kind": "qlearning", "discount": 0.9, "bids": {"low": 0.0, "high": 1.0, "n": 6},
+        "epsilon": {"start": 1.0, "decay": 1e-2}}
+
+    def run_rounds():
+        model = AuctionMarket(validate_scenario(d))
+        for _ in range(d["steps"]):
+            model.step()
+        return model.groups[0].bidder.strategy.Q.clone(), model._sums.clone()
+
+    fast_q, fast_sums = run_rounds()
+
+    def general_update(self, ctx, actions, utility, active):
+        # the general path, as for B > 1: the auction twice, the copy inactive
+        two = (torch.cat([x, x], 1) for x in (ctx, actions, utility))
+        self.update(*two, torch.cat([active, torch.zeros_like(active)], 1), None, 0)
+
+    monkeypatch.setattr(QLearning, "act", Strategy.act)
+    monkeypatch.setattr(QLearning, "_update_played", general_update)
+    slow_q, slow_sums = run_rounds()
+    assert torch.equal(fast_q, slow_q)
+    assert torch.equal(fast_sums, slow_sums)
+    assert fast_sums[0].sum() > 0  # auctions were won: the markets did something
+
+
 def test_entry_cost_drives_exit(scenario_dict, tmp_path):
     """Entry cost above any achievable utility: threshold entrants leave except for exploration;
     with zero cost everyone stays."""
