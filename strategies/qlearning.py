@@ -57,6 +57,9 @@ class QLearning(Strategy):
         self.epsilon_start = float(epsilon_start)
         self.epsilon_decay = float(epsilon_decay)
         self.Q = torch.full((R, A, C, K), self.q0, device=self.device, dtype=dtype)
+        # how rows are re-reduced in the one-auction update: only those that need it (finding
+        # them syncs an accelerator, which is free on the cpu) or all played rows, then selected
+        self.reduce_all_rows = self.device.type != "cpu"
         self._refresh()
 
     def epsilon(self, t: int) -> float:
@@ -99,7 +102,7 @@ class QLearning(Strategy):
         best = torch.where(takes, new, best)
         greedy = torch.where(takes, k, greedy)
         rows = self.Q.view(RA * C, K)
-        if self.Q.device.type == "cpu":
+        if not self.reduce_all_rows:
             at = redo.view(-1).nonzero().view(-1)  # no device sync on the cpu
             if at.numel():
                 m, g, b = _top(rows.index_select(

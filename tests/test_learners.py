@@ -356,15 +356,18 @@ def test_qlearning_one_auction_fast_path_equals_general_path():
 @given(
     st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 6),
     st.sampled_from([1.0, 0.5]), st.sampled_from([0.0, 0.9]), st.integers(0, 2**31 - 1),
+    st.booleans(),
 )
-def test_qlearning_cached_greedy_follows_the_table(R, A, C, K, lr, discount, seed):
+def test_qlearning_cached_greedy_follows_the_table(R, A, C, K, lr, discount, seed, all_rows):
     """The one-auction update keeps each row's maximum and first argmax incrementally (and
-    re-reduces only rows whose greedy cell fell); after every round they must equal a fresh
-    reduction of Q. Utilities on a coarse grid with lr 1 or 1/2 make exact ties common."""
+    re-reduces only rows whose greedy cell fell to the bound); after every round they must
+    equal a fresh reduction of Q. Utilities on a coarse grid with lr 1 or 1/2 make exact ties
+    common. `all_rows` runs the accelerator's sync-free branch on the cpu."""
     from strategies.qlearning import QLearning
 
     gen = torch.Generator().manual_seed(seed)
     s = QLearning(R, A, C, K, lr=lr, discount=discount, epsilon_start=0.5, epsilon_decay=0.05)
+    s.reduce_all_rows = all_rows
     for t in range(40):
         ctx = torch.randint(0, C, (R, 1, A), generator=gen)
         actions = s.act(ctx, torch.rand(R, 1, A, generator=gen), t)
