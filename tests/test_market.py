@@ -94,6 +94,26 @@ def test_resume_gives_identical_metrics(scenario_dict, tmp_path, stop):
     assert len(steps) == 12 * scenario_dict["replicas"]
 
 
+def test_qlearning_one_auction_market_resumes_identically(scenario_dict, tmp_path):
+    """The Q-learning shortcut caches (row maxima, greedy actions, bounds) are not saved: a
+    resumed run rebuilds them from Q and must still give the uninterrupted run's metrics."""
+    d = scenario_dict
+    d.update(steps=60, checkpoint_every=10, auctions_per_step=1, replicas=8)
+    d["feedback"]["kind"] = "bandit"
+    d["mechanism"] = {"kind": "first_price"}
+    d["advertisers"][0]["strategy"] = {
+        "kind": "qlearning", "discount": 0.9, "bids": {"low": 0.0, "high": 1.0, "n": 6},
+        "epsilon": {"start": 1.0, "decay": 0.05}}
+    whole = run(d, tmp_path, "whole")
+    with pytest.raises(Interrupted):
+        run(d, tmp_path, "cut", stop_after=23)
+    resumed = run(d, tmp_path, "cut", resume=True)
+    assert resumed.resumed_from == 20
+    for name in ("metrics.parquet", "agents.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(whole.folder / name),
+                                      pd.read_parquet(resumed.folder / name))
+
+
 def start_cli_run(scenario_dict, tmp_path, name):
     """Start `genmarket run` on a long scenario in a subprocess; return (process, command, out)
     once its first checkpoint is on disk."""
