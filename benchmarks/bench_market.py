@@ -75,17 +75,8 @@ def time_market(data: dict, steps: int, warmup: int = 20, repeats: int = 3) -> f
     """Seconds per round of AuctionMarket.step(): the best of `repeats` timed blocks of `steps`
     rounds after `warmup` rounds (the minimum is the least noisy estimate on a shared machine)."""
     model = AuctionMarket(validate_scenario(data))
-    for _ in range(warmup):
-        model.step()
-    best = float("inf")
-    for _ in range(repeats):
-        sync(model.device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            model.step()
-        sync(model.device)
-        best = min(best, (time.perf_counter() - t0) / steps)
-    return best
+    run_rounds(model, warmup)
+    return min(run_rounds(model, steps) for _ in range(repeats)) / steps
 
 
 # Points of the epsilon schedule (decay 1e-5) at which a Q-learning round is timed: exploring
@@ -101,23 +92,13 @@ def time_qlearning_phases(data: dict, steps: int, settle: int = 2000) -> list[fl
     times = []
     for at in Q_PHASES:
         model.steps = max(model.steps, at)
-        for _ in range(settle):
-            model.step()
-        best = float("inf")
-        for _ in range(3):
-            sync(model.device)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                model.step()
-            sync(model.device)
-            best = min(best, (time.perf_counter() - t0) / steps)
-        times.append(best)
+        run_rounds(model, settle)
+        times.append(min(run_rounds(model, steps) for _ in range(3)) / steps)
     return times
 
 
-def time_full_run(data: dict, rounds: int) -> float:
-    """Wall seconds of `rounds` consecutive rounds from the start (no best-of: the real cost)."""
-    model = AuctionMarket(validate_scenario(data))
+def run_rounds(model: AuctionMarket, rounds: int) -> float:
+    """Wall seconds of `rounds` consecutive model steps, the device synchronised at both ends."""
     sync(model.device)
     t0 = time.perf_counter()
     for _ in range(rounds):
@@ -249,7 +230,9 @@ def main(argv=None) -> int:
     ba = 10 * 1024
     phases = time_qlearning_phases(qlearning_scenario(dev, 10**7), args.q_steps)
     q = sum(phases) / len(phases)
-    full = time_full_run(qlearning_scenario(dev, 10**7), 10**6) if args.q_full else None
+    full = None
+    if args.q_full:  # a whole run from the start: no best-of, the real cost
+        full = run_rounds(AuctionMarket(validate_scenario(qlearning_scenario(dev, 10**7))), 10**6)
     naive_q = naive_qlearning_rate()
     big = qlearning_scenario(dev, 10**7, replicas=1)
     big["advertisers"][0]["count"] = 2000
@@ -285,12 +268,18 @@ def main(argv=None) -> int:
     section = "\n".join([f"## {where}", "", f"_{time.strftime('%Y-%m-%d')}, `python benchmarks/"
                          f"bench_market.py --device {dev} --threads {args.threads}"
                          f"{' --q-full' if args.q_full else ''}`_", "", *table, ""])
-    print(section)
-    if args.out:
-        Path(args.out).write_text(section)
-    if args.write:
-        write_section(ROOT / "benchmarks" / "RESULTS.md", "bench_market", dev, section)
+    emit(section, "bench_market", dev, args.out, args.write)
     return 0
+
+
+def emit(section: str, bench: str, device: str, out: str | None, write: bool) -> None:
+    """Print a benchmark's markdown section; also write it to `out`, and with `write` into
+    RESULTS.md (see write_section)."""
+    print(section)
+    if out:
+        Path(out).write_text(section)
+    if write:
+        write_section(ROOT / "benchmarks" / "RESULTS.md", bench, device, section)
 
 
 def write_section(path: Path, bench: str, device: str, section: str) -> None:

@@ -325,13 +325,9 @@ def main(argv=None) -> int:
             "",
         ]
     )
-    print(section)
-    if args.out:
-        Path(args.out).write_text(section)
-    if args.write:
-        from bench_market import write_section
+    from bench_market import emit  # here: it imports the whole market
 
-        write_section(ROOT / "benchmarks" / "RESULTS.md", "bench_mosaic", dev, section)
+    emit(section, "bench_mosaic", dev, args.out, args.write)
     return 0
 
 

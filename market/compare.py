@@ -38,10 +38,10 @@ import pandas as pd
 
 from market.results import (
     RunFolderError,
-    _write_json,
     _write_parquet,
     package_versions,
     summary_window,
+    write_json,
 )
 from market.scenario import Scenario, ScenarioError, validate_scenario
 
@@ -139,6 +139,7 @@ def profile_scenario(base: dict[str, Any], roles: list[Role], counts: dict[str, 
     d = copy.deepcopy(base)
     d["replicas"] = seeds
     d.pop("variants", None)
+    d.setdefault("metrics", {})["agents"] = True  # payoffs are read from agents.parquet
     by_name = {r.name: r for r in roles}
     groups = []
     for g in d["advertisers"]:
@@ -179,7 +180,9 @@ def run_profile(scenario: dict[str, Any], folder: str, profile: str,
     sc = validate_scenario(scenario, f"profile {profile}")
     path = Path(folder)
     res = run_scenario(sc, path, resume=(path / "manifest.json").exists(), figures=False)
-    agents = summary_window(pd.read_parquet(res.folder / "agents.parquet"), sc.steps)
+    agents = summary_window(pd.read_parquet(
+        res.folder / "agents.parquet", columns=["step", "replica", "group", "agent", "utility"]),
+        sc.steps)
     metrics = summary_window(pd.read_parquet(res.folder / "metrics.parquet"), sc.steps)
     rows = []
     for role in roles:
@@ -251,7 +254,7 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
         for name, sub in scenario.variant_scenarios():
             results[name] = run_compare(sub, roles, Path(out) / name, seeds, backend, workers,
                                         reduce, retries, progress, command)
-        _write_json(Path(out) / "variants.json", {"variants": list(results)})
+        write_json(Path(out) / "variants.json", {"variants": list(results)})
         return {"variants": results}
 
     if scenario.experiment is not None:
@@ -276,7 +279,7 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
             raise RunFolderError(f"{out} holds a different game; use another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "profiles").mkdir(exist_ok=True)
-    _write_json(out / "manifest.json", manifest)
+    write_json(out / "manifest.json", manifest)
 
     if reduce:
         needed = egta.dpr_profiles(spec, reduce)
@@ -328,7 +331,7 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
         if not jobs:
             break
     if failed:
-        _write_json(out / "failed.json", failed)
+        write_json(out / "failed.json", failed)
         raise RuntimeError(f"{len(failed)} profile(s) failed (see {out / 'failed.json'}): "
                            + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]))
     return assemble(out, roles, reduce)
@@ -351,7 +354,7 @@ def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dic
     (out / "game.json").write_text(json.dumps(egta.to_gameanalysis_json(game), indent=1) + "\n")
     egta.to_openspiel_hpt(game).to_csv(out / "payoff_table.csv", index=False)
     analysis = analyse(game, outcomes)
-    _write_json(out / "analysis.json", analysis)
+    write_json(out / "analysis.json", analysis)
     return analysis
 
 

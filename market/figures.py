@@ -14,29 +14,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from market import report_figures as F  # noqa: E402
+from market.report_text import COMPARED  # noqa: E402
 
-def _lines(df: pd.DataFrame, columns: dict[str, str], ylabel: str, title: str, path: Path,
-           reference: dict[str, float] | None = None) -> Path:
-    long = df.melt(id_vars=["step", "replica"], value_vars=list(columns), var_name="series",
-                   value_name="y")
-    long["series"] = long["series"].map(columns)
-    # mean +- 1.96 standard errors across replicas: a normal-approximation 95% band, computed
-    # in closed form (seaborn's default bootstrap takes ~20 s for a few thousand points)
-    errorbar = ("se", 1.96) if df["replica"].nunique() > 1 else None
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    sns.lineplot(data=long, x="step", y="y", hue="series", errorbar=errorbar, ax=ax, linewidth=1.2)
-    for label, y in (reference or {}).items():
-        ax.axhline(y, ls="--", lw=0.8, color="grey")
-        ax.annotate(label, (ax.get_xlim()[0], y), fontsize=8, color="grey", va="bottom")
-    ax.set_xlabel("round (step)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(title=None, fontsize=8)
-    sns.despine(fig)
-    fig.tight_layout()
+
+def _save(fig, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _lines(df: pd.DataFrame, columns: dict[str, str], ylabel: str, title: str, path: Path,
+           reference: dict[str, float] | None = None) -> Path:
+    return _save(F.lines(df, columns, ylabel, title, reference), path)
 
 
 def write_figures(metrics: pd.DataFrame, folder: Path, groups: list[str],
@@ -86,34 +76,11 @@ def _mosaic_figures(metrics: pd.DataFrame, folder: Path, groups: list[str]) -> l
     ]
 
 
-COMPARED = ("revenue", "utility", "entry_rate_relevant", "entry_rate_irrelevant", "entry_rate",
-            "misreport_gain", "mean_report_ratio", "mean_bid_ratio", "utility_gain", "logp_opt")
-
-
 def write_comparison(metrics: dict[str, pd.DataFrame], folder: Path) -> Path:
     """One panel per metric the variants' runs share (from COMPARED), a line per variant;
     writes comparison.png and returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
     df = pd.concat([m.assign(variant=name) for name, m in metrics.items()], ignore_index=True)
-    cols = [c for c in COMPARED if c in df and df[c].notna().any()]
-    width = min(3, len(cols))
-    rows = -(-len(cols) // width)
-    fig, axes = plt.subplots(rows, width, figsize=(4.2 * width, 3.2 * rows), dpi=110,
-                             squeeze=False)
-    errorbar = ("se", 1.96) if df["replica"].nunique() > 1 else None
-    for ax, col in zip(axes.flat, cols, strict=False):
-        sns.lineplot(data=df, x="step", y=col, hue="variant", errorbar=errorbar, ax=ax,
-                     linewidth=1.1)
-        ax.set_title(col.replace("_", " "), fontsize=10)
-        ax.set_xlabel("round")
-        ax.set_ylabel("")
-        ax.legend(fontsize=7, title=None)
-    for ax in list(axes.flat)[len(cols):]:
-        ax.set_visible(False)
-    sns.despine(fig)
-    fig.tight_layout()
-    path = folder / "comparison.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    cols = {c: c.replace("_", " ") for c in COMPARED if c in df and df[c].notna().any()}
+    return _save(F.panels(df, cols, "variant", xlabel="round"), folder / "comparison.png")

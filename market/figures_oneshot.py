@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-LABELS = {"reference": "baseline (pi_ref)", "context": "context-aware (pi_gen)"}
+from market.report_text import GENERATORS as LABELS  # noqa: E402
 
 
 def _against_m(ax, df: pd.DataFrame, y: str, title: str, ylabel: str) -> None:

@@ -9,6 +9,7 @@ draws and scores candidate replies.
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -59,10 +60,14 @@ class Language(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Language:
         import mechanisms.backends  # noqa: F401  (registers the built-in backends)
-        from mechanisms.backends.base import BACKENDS
+        from mechanisms.backends.base import BACKENDS, ENTRY_POINT_GROUP
 
-        if self.backend not in BACKENDS:
-            raise ValueError(f"language.backend = {self.backend!r}: not one of {', '.join(sorted(BACKENDS))}")
+        # built-in, or a plugin under the entry points get_backend also reads
+        known = set(BACKENDS) | {ep.name for ep in importlib.metadata.entry_points(
+            group=ENTRY_POINT_GROUP)}
+        if self.backend not in known:
+            raise ValueError(f"language.backend = {self.backend!r}: not one of "
+                             f"{', '.join(sorted(known))}")
         if self.backend == "hf" and not self.model:
             raise ValueError("language.backend = 'hf' needs language.model = a model folder, a .gguf file or 'smollm2'")
         if self.backend != "hf" and self.model is not None:

@@ -118,9 +118,12 @@ class MosaicMarket(MarketBase):
         # relevance class: relevant to the topic of some query users ask
         self.relevant = rel.amax(0) >= 0.5  # [n]
         self.slots = torch.arange(self.n, device=self.device).expand(self.R * self.B, self.n)
-        self._shift = torch.tensor([g.bidder.shift for g in self.groups for _ in range(g.A)],
-                                   device=self.device, dtype=self.dtype)
+        shifts = [g.bidder.shift for g in self.groups for _ in range(g.A)]
+        self._shift = torch.tensor(shifts, device=self.device, dtype=self.dtype)
+        self._has_shift = any(shifts)  # read on the host: no device sync per round
         self._learners = [g for g in self.groups if g.bidder.learns]
+        # groups with the same report grid share one grid-utility computation per round
+        self._grid_key = {g.index: tuple(g.bidder.grid.tolist()) for g in self._learners}
 
     # ------------------------------------------------------------------ one round
 
@@ -195,7 +198,7 @@ class MosaicMarket(MarketBase):
             ctx, actions, _ = acted[g.index]
             grid = None
             if self.full:
-                key = tuple(g.bidder.grid.tolist())
+                key = self._grid_key[g.index]
                 if key not in grid_utility:
                     grid_utility[key] = self._grid_utility(true, batch, m, g.bidder.grid)
                 grid = grid_feedback_from_utility(grid_utility[key][:, :, c], ctx, mask[..., c],
@@ -215,7 +218,7 @@ class MosaicMarket(MarketBase):
         RB, n, M = true.shape
         K = grid.numel()
         alt = true.unsqueeze(2) * grid.view(1, 1, K, 1)  # grid_k * m * r
-        alt = alt + self._shift.view(1, n, 1, 1) if self._shift.any() else alt
+        alt = alt + self._shift.view(1, n, 1, 1) if self._has_shift else alt
         util = self.mechanism.deviation_utilities(batch, true, alt)  # [RB, n, K]
         return util.view(self.R, self.B, n, K)
 

@@ -33,7 +33,7 @@ from agents.advertiser import ValueSampler
 from market import streams as S
 from market.language import build_backend, build_world
 from market.mosaic_market import flipped_masks, own_world_outcomes, reply_quality
-from market.results import RunFolder, _num, _write_json, _write_parquet, half_width95
+from market.results import RunFolder, _num, _write_parquet, half_width95, write_json
 from market.scenario import Scenario
 from mechanisms.backends.base import Candidates
 from mechanisms.base import get_mechanism
@@ -240,7 +240,7 @@ def run_one_shot(scenario: Scenario, out: str | Path, resume: bool = False, prog
     _write_parquet(auctions, folder.path / "auctions.parquet")
     _write_parquet(advertisers, folder.path / "advertisers.parquet")
     summary = summarize_one_shot(auctions, advertisers)
-    _write_json(folder.path / "summary.json", summary)
+    write_json(folder.path / "summary.json", summary)
     seconds = time.perf_counter() - t0
     if figures:
         from market.figures_oneshot import write_one_shot_figures

@@ -173,9 +173,11 @@ def _present(df: pd.DataFrame, labels: dict[str, str]) -> dict[str, str]:
     return {c: v for c, v in labels.items() if c in df and df[c].notna().any()}
 
 
-def _run(doc: Doc, folder: Path, level: int) -> None:
+def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None) -> None:
+    """The report of one run folder; `metrics` is its metrics.parquet when already read."""
     manifest, summary = _json(folder / "manifest.json"), _json(folder / "summary.json")
-    metrics = pd.read_parquet(folder / "metrics.parquet")
+    if metrics is None:
+        metrics = pd.read_parquet(folder / "metrics.parquet")
     sc = manifest["scenario"]
     money = T.money(sc)
     doc.heading("What was run", level)
@@ -248,6 +250,7 @@ def _variants(doc: Doc, folder: Path, level: int) -> None:
         T.flatten_overrides(overrides.get(n, {})) or "-" for n in desc]}))
     one_shot = any("cells" in s for s in comparison.values())
     doc.heading("Findings", level)
+    metrics: dict[str, pd.DataFrame] = {}  # read once, for the panels and each variant's section
     if one_shot:
         doc.findings([f"{desc[n].capitalize()}: {s}" for n, summ in comparison.items()
                       for s in T.one_shot_sentences(summ)[:1]])
@@ -278,8 +281,10 @@ def _variants(doc: Doc, folder: Path, level: int) -> None:
             kind = _kind(sub)
         except ValueError:  # a variant that has not finished
             kind = None
-        if kind in ("run", "one_shot"):
-            (_run if kind == "run" else _one_shot)(doc, sub, level + 1)
+        if kind == "run":
+            _run(doc, sub, level + 1, metrics.get(n))
+        elif kind == "one_shot":
+            _one_shot(doc, sub, level + 1)
         else:
             doc.text(f"No run folder at {n}/: only the summary in comparison.json is reported.")
 
@@ -390,10 +395,9 @@ def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
         wanted += [p for p, pairs in played.items() if pairs <= support and p not in wanted]
     frames = []
     for p in wanted[:6]:
-        for path in (folder / "profiles" / profile_slug(p), folder / "profiles" / p):
-            if (path / "metrics.parquet").exists():
-                frames.append(pd.read_parquet(path / "metrics.parquet").assign(profile=p))
-                break
+        path = folder / "profiles" / profile_slug(p) / "metrics.parquet"
+        if path.exists():
+            frames.append(pd.read_parquet(path).assign(profile=p))
     if not frames:
         return
     df = pd.concat(frames, ignore_index=True)

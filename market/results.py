@@ -59,7 +59,7 @@ def git_commit() -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
     os.replace(tmp, path)
@@ -89,7 +89,7 @@ class RunFolder:
             )
         self.path.mkdir(parents=True, exist_ok=True)
         self.parts.mkdir(exist_ok=True)
-        _write_json(self.path / MANIFEST, {
+        write_json(self.path / MANIFEST, {
             "scenario": scenario.model_dump(mode="json"),
             "seed": scenario.seed,
             "device": device,
@@ -108,7 +108,7 @@ class RunFolder:
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": command or [],
         })
-        _write_json(self.path / MANIFEST, manifest)
+        write_json(self.path / MANIFEST, manifest)
 
     def manifest(self) -> dict[str, Any]:
         path = self.path / MANIFEST
@@ -143,7 +143,7 @@ class RunFolder:
         tensors = {k: v.cpu() for k, v in model.state_dict().items()}
         blob = f"state-{step:010d}.safetensors"
         save_file(tensors, str(self.checkpoints / blob))
-        _write_json(self.checkpoints / STATE, {"steps": step, "tensors": blob})
+        write_json(self.checkpoints / STATE, {"steps": step, "tensors": blob})
         for old in self.checkpoints.glob("state-*.safetensors"):
             if old.name != blob:
                 old.unlink()
@@ -187,7 +187,7 @@ class RunFolder:
         if agents is not None:
             _write_parquet(agents, self.path / "agents.parquet")
         summary = summarize(metrics, agents, steps, unraveling_threshold)
-        _write_json(self.path / SUMMARY, summary)
+        write_json(self.path / SUMMARY, summary)
         return summary, metrics
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from market.model import AuctionMarket
-from market.results import RunFolder, RunFolderError, collector_frames
+from market.results import RunFolder, RunFolderError, collector_frames, write_json
 from market.scenario import Scenario
 
 
@@ -127,7 +127,6 @@ def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, prog
     """Run every `[[variants]]` entry into `out/<variant>` (each a run folder of its own, resumed
     where it has one) and write `out/comparison.json` (each variant's summary) and, for markets,
     figures comparing them. Returns a RunResult whose summary maps variant -> summary."""
-    import json
 
     root = RunFolder(out)
     if resume:
@@ -144,7 +143,7 @@ def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, prog
         steps += res.steps
         if (path / "metrics.parquet").exists():  # one-shot variants have no time series
             metrics[name] = pd.read_parquet(path / "metrics.parquet")
-    (root.path / "comparison.json").write_text(json.dumps(summaries, indent=2, sort_keys=True) + "\n")
+    write_json(root.path / "comparison.json", summaries)  # atomic: a kill leaves no half file
     if figures and metrics:
         from market.figures import write_comparison
 

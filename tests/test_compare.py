@@ -44,7 +44,9 @@ def test_parse_strategies():
 
 
 def test_profile_scenario_splits_the_role_group():
-    scenario = validate_scenario(copy.deepcopy(GAME))
+    d = copy.deepcopy(GAME)
+    d["metrics"]["agents"] = False  # payoffs come from agents.parquet: the profile needs it
+    scenario = validate_scenario(d)
     roles = make_roles(scenario, [(None, "truthful=truthful,shade=multiplier:0.5,over=multiplier:2")])
     base = scenario.model_dump(mode="python", exclude_unset=True)
     d = profile_scenario(base, roles, {"bidders": {"truthful": 1, "shade": 0, "over": 1}}, seeds=3)
@@ -53,6 +55,7 @@ def test_profile_scenario_splits_the_role_group():
     assert [(g.group, g.count, g.strategy.kind) for g in sc.advertisers] == [
         ("bidders__truthful", 1, "truthful"), ("bidders__over", 1, "multiplier")]
     assert sc.advertisers[1].strategy.a == 2.0
+    assert sc.metrics.agents
 
 
 def test_roles_are_checked():

@@ -236,3 +236,23 @@ def test_cli_runs_the_quickstart(tmp_path):
     for f in ("metrics.parquet", "agents.parquet", "summary.json", "figures/gains.png",
               "figures/quality.png", "figures/entry.png"):
         assert (out / f).stat().st_size > 0, f
+
+
+def test_a_plugin_backend_passes_validation(mosaic_dict, monkeypatch):
+    """A backend under the `genmarket.backends` entry points (which get_backend loads) is a valid
+    `language.backend`; an unknown name still is not."""
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+    plugin = importlib.metadata.EntryPoint("mine", "my_pkg:MyBackend", "genmarket.backends")
+
+    def entry_points(**kw):
+        found = real(**kw)
+        return (*found, plugin) if kw.get("group") == "genmarket.backends" else found
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    mosaic_dict["language"]["backend"] = "mine"
+    assert validate_scenario(mosaic_dict).language.backend == "mine"
+    mosaic_dict["language"]["backend"] = "gpt9"
+    with pytest.raises(ScenarioError, match="not one of .*mine"):
+        validate_scenario(mosaic_dict)
