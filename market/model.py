@@ -124,6 +124,19 @@ class MarketBase(mesa.Model):
             return fn(self.groups[0], *tensors)
         return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in self.groups], dim=dim)
 
+    def _book(self, entered, alloc, pay, gross) -> None:
+        """Add a round to the ledger: entered [R, n] bool; alloc (MOSAIC: reward), pay and gross
+        utility [R, B, n]."""
+        # Few ops per round: auctions held follow from the step count, and utility from the
+        # gross sum and the rounds entered, so only these two running totals are kept.
+        if not self.fixed_entry:  # fixed entry: rounds entered = steps x the fixed mask
+            self._entered_rounds += entered
+        rows = torch.stack((alloc, pay, gross))  # [3, R, B, n]
+        if self.B == 1:  # the same float64 sums without a reduction over one auction
+            self._sums += rows.view(self._sums.shape)
+        else:
+            self._sums += rows.sum(dim=2, dtype=torch.float64)
+
     def _values(self, t: int) -> Tensor:
         """True values of round t, [R, B, n] (reward scales in MOSAIC)."""
         u = self.streams.uniform(S.VALUES, t, (self.B, self.n), self.dtype)
@@ -323,17 +336,6 @@ class AuctionMarket(MarketBase):
         gain = gain - self.entry_cost
         for g in self.groups:
             g.entry.update(entered[:, g.cols], gain[:, g.cols], observed[:, g.cols], t)
-
-    def _book(self, entered, alloc, pay, gross) -> None:
-        # Few ops per round: auctions held follow from the step count, and utility from the
-        # gross sum and the rounds entered, so only these two running totals are kept.
-        if not self.fixed_entry:  # fixed entry: rounds entered = steps x the fixed mask
-            self._entered_rounds += entered
-        rows = torch.stack((alloc, pay, gross))  # [3, R, B, n]
-        if self.B == 1:  # the same float64 sums without a reduction over one auction
-            self._sums += rows.view(self._sums.shape)
-        else:
-            self._sums += rows.sum(dim=2, dtype=torch.float64)
 
     def _round_record(self, v, v_hat, bids, entered, alloc, pay, gross) -> dict[str, np.ndarray]:
         ent = entered.to(v.dtype)

@@ -222,10 +222,6 @@ class MosaicMarket(MarketBase):
         util = self.mechanism.deviation_utilities(batch, true, alt)  # [RB, n, K]
         return util.view(self.R, self.B, n, K)
 
-    def _book(self, entered, reward, pay, gross) -> None:
-        self._entered_rounds += entered
-        self._sums += torch.stack((reward, pay, gross)).sum(dim=2, dtype=torch.float64)
-
     # ------------------------------------------------------------------ metrics
 
     def _metrics(self, q, cand, true, batch, out, reward, gross, gain, out_reward, m, scale,
