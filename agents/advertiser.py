@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from strategies.bidding import GridPolicy
-from strategies.entry import make_entry_rule
+from genmarket.strategies.bidding import GridPolicy
+from genmarket.strategies.entry import make_entry_rule
 
 LEDGER_FIELDS = ("auctions", "entered", "won", "payment", "utility")
 

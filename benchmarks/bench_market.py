@@ -37,9 +37,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from market.model import AuctionMarket  # noqa: E402
-from market.runner import keep_freed_memory  # noqa: E402
-from market.scenario import validate_scenario  # noqa: E402
+from genmarket.market.model import AuctionMarket  # noqa: E402
+from genmarket.market.runner import keep_freed_memory  # noqa: E402
+from genmarket.market.scenario import validate_scenario  # noqa: E402
 
 
 def hedge_scenario(device: str, steps: int) -> dict:

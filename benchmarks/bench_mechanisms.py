@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mechanisms.base import AuctionBatch, Outcome, get_mechanism, run_with_deviations  # noqa: E402
+from genmarket.mechanisms.base import AuctionBatch, Outcome, get_mechanism, run_with_deviations  # noqa: E402
 
 # (registry name, pricing rule of the naive loop, settings)
 MECHANISMS = [

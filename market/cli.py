@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from market.scenario import ScenarioError, load_scenario
+from genmarket.market.scenario import ScenarioError, load_scenario
 
 out = Console()
 
@@ -112,8 +112,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from market.results import RunFolder
-    from market.runner import default_out, run_scenario
+    from genmarket.market.results import RunFolder
+    from genmarket.market.runner import default_out, run_scenario
 
     overrides = {"seed": args.seed, "steps": args.steps, "replicas": args.replicas,
                  "device": args.device}
@@ -132,7 +132,7 @@ def cmd_run(args) -> int:
         return 2
     import torch
 
-    from market.runner import keep_freed_memory
+    from genmarket.market.runner import keep_freed_memory
 
     torch.set_num_threads(args.threads)
     keep_freed_memory()
@@ -170,7 +170,7 @@ def cmd_run(args) -> int:
 def cmd_compare(args) -> int:
     import time
 
-    from market.compare import make_roles, run_compare
+    from genmarket.market.compare import make_roles, run_compare
 
     scenario = load_scenario(args.scenario, {"steps": args.steps})
     if args.seeds < 1 or args.workers < 1:
@@ -211,7 +211,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from market.report import write_report
+    from genmarket.market.report import write_report
 
     html, md = write_report(args.folder)
     out.print(f"wrote {html} and {md} (figures in {html.parent / 'report_figures'})")
@@ -224,7 +224,7 @@ def cmd_report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from market.results import RunFolderError
+    from genmarket.market.results import RunFolderError
 
     try:
         if args.command == "validate":

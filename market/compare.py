@@ -36,14 +36,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market.results import (
+from genmarket.market.results import (
     RunFolderError,
     _write_parquet,
     package_versions,
     summary_window,
     write_json,
 )
-from market.scenario import Scenario, ScenarioError, validate_scenario
+from genmarket.market.scenario import Scenario, ScenarioError, validate_scenario
 
 __all__ = ["Role", "parse_strategies", "profile_scenario", "run_compare"]
 
@@ -139,7 +139,7 @@ def profile_scenario(base: dict[str, Any], roles: list[Role], counts: dict[str, 
     d = copy.deepcopy(base)
     d["replicas"] = seeds
     d.pop("variants", None)
-    d.setdefault("metrics", {})["agents"] = True  # payoffs are read from agents.parquet
+    d.setdefault("metrics", {})["agents"] = True  # payoffs are read from genmarket.agents.parquet
     by_name = {r.name: r for r in roles}
     groups = []
     for g in d["advertisers"]:
@@ -174,7 +174,7 @@ def run_profile(scenario: dict[str, Any], folder: str, profile: str,
     rows). Runs in a worker process: one torch thread."""
     import torch
 
-    from market.runner import run_scenario
+    from genmarket.market.runner import run_scenario
 
     torch.set_num_threads(1)
     sc = validate_scenario(scenario, f"profile {profile}")
@@ -247,7 +247,7 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
     """Simulate every profile (skipping those already in `out`), assemble the game, analyse it.
     Returns the analysis dict (also written to analysis.json). A scenario with `[[variants]]`
     gives one game per variant in `out/<variant>/`; the result then maps variant -> analysis."""
-    from market import egta
+    from genmarket.market import egta
 
     if scenario.variants:
         results = {}
@@ -339,7 +339,7 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
 
 def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dict[str, Any]:
     """Read every profile's samples, write the game files and analysis.json; return the analysis."""
-    from market import egta
+    from genmarket.market import egta
 
     files = sorted((out / "profiles").glob("*.parquet"))
     tidy = pd.concat([pd.read_parquet(f) for f in files if not f.name.endswith(".outcomes.parquet")],
@@ -361,7 +361,7 @@ def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dic
 def analyse(game, outcomes: pd.DataFrame) -> dict[str, Any]:
     """Equilibria (with regret and its 95% bootstrap interval), pure regrets, dominated
     strategies, alpha-rank, deviation edges and the max-welfare / max-revenue profiles."""
-    from market import egta
+    from genmarket.market import egta
 
     def mixture(m):
         out, at = {}, 0

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from market import report_figures as F  # noqa: E402
-from market.report_text import COMPARED  # noqa: E402
+from genmarket.market import report_figures as F  # noqa: E402
+from genmarket.market.report_text import COMPARED  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

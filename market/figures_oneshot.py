@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from market.report_text import GENERATORS as LABELS  # noqa: E402
+from genmarket.market.report_text import GENERATORS as LABELS  # noqa: E402
 
 
 def _against_m(ax, df: pd.DataFrame, y: str, title: str, ylabel: str) -> None:

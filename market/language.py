@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from market.scenario_base import Positive, Strict
+from genmarket.market.scenario_base import Positive, Strict
 
 __all__ = [
     "Language", "OneShot", "QueryConfig", "build_backend", "build_world", "check_language",
@@ -59,8 +59,8 @@ class Language(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Language:
-        import mechanisms.backends  # noqa: F401  (registers the built-in backends)
-        from mechanisms.backends.base import BACKENDS, ENTRY_POINT_GROUP
+        import genmarket.mechanisms.backends  # noqa: F401  (registers the built-in backends)
+        from genmarket.mechanisms.backends.base import BACKENDS, ENTRY_POINT_GROUP
 
         # built-in, or a plugin under the entry points get_backend also reads
         known = set(BACKENDS) | {ep.name for ep in importlib.metadata.entry_points(
@@ -149,7 +149,7 @@ def check_language(scenario) -> None:
 
 
 def _profiles(scenario):
-    from mechanisms.backends.base import AdvertiserProfile
+    from genmarket.mechanisms.backends.base import AdvertiserProfile
 
     out = []
     for g in scenario.advertisers:
@@ -162,7 +162,7 @@ def _profiles(scenario):
 def build_world(scenario):
     """The scenario's `TextWorld`: its topics, its queries and one profile per advertiser, in the
     market's column order."""
-    from mechanisms.backends.base import Query, TextWorld
+    from genmarket.mechanisms.backends.base import Query, TextWorld
 
     lang = scenario.language
     queries = tuple(Query(q.text, q.topic) for q in lang.query_list())
@@ -176,7 +176,7 @@ def relevance_matrix(world) -> list[list[float]]:
 
 def build_backend(scenario, world, device, dtype):
     """The text backend the scenario names, built for `world` on `device`."""
-    from mechanisms.backends.base import get_backend
+    from genmarket.mechanisms.backends.base import get_backend
 
     lang = scenario.language
     if lang.backend == "synthetic":

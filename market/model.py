@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.advertiser import Advertiser, AdvertiserGroup
-from market import streams as S
-from market.metrics import round_metrics
-from market.scenario import Scenario
-from mechanisms.base import AuctionBatch, get_mechanism, run_with_deviations
-from strategies.base import GridFeedback
+from genmarket.agents.advertiser import Advertiser, AdvertiserGroup
+from genmarket.market import streams as S
+from genmarket.market.metrics import round_metrics
+from genmarket.market.scenario import Scenario
+from genmarket.mechanisms.base import AuctionBatch, get_mechanism, run_with_deviations
+from genmarket.strategies.base import GridFeedback
 
 __all__ = ["AuctionMarket", "MarketBase", "context_weights", "grid_feedback", "resolve_device"]
 

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from market import streams as S
-from market.language import build_backend, build_world, relevance_matrix
-from market.model import MarketBase, context_weights
-from market.scenario import Scenario
-from mechanisms.base import get_mechanism
-from mechanisms.mosaic import MosaicBatch
-from strategies.base import GridFeedback
+from genmarket.market import streams as S
+from genmarket.market.language import build_backend, build_world, relevance_matrix
+from genmarket.market.model import MarketBase, context_weights
+from genmarket.market.scenario import Scenario
+from genmarket.mechanisms.base import get_mechanism
+from genmarket.mechanisms.mosaic import MosaicBatch
+from genmarket.strategies.base import GridFeedback
 
 __all__ = ["MosaicMarket", "flipped_masks", "grid_feedback_from_utility", "own_world_outcomes",
            "pearson", "reply_quality"]

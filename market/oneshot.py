@@ -29,15 +29,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from agents.advertiser import ValueSampler
-from market import streams as S
-from market.language import build_backend, build_world
-from market.mosaic_market import flipped_masks, own_world_outcomes, reply_quality
-from market.results import RunFolder, _num, _write_parquet, half_width95, write_json
-from market.scenario import Scenario
-from mechanisms.backends.base import Candidates
-from mechanisms.base import get_mechanism
-from mechanisms.mosaic import MosaicBatch
+from genmarket.agents.advertiser import ValueSampler
+from genmarket.market import streams as S
+from genmarket.market.language import build_backend, build_world
+from genmarket.market.mosaic_market import flipped_masks, own_world_outcomes, reply_quality
+from genmarket.market.results import RunFolder, _num, _write_parquet, half_width95, write_json
+from genmarket.market.scenario import Scenario
+from genmarket.mechanisms.backends.base import Candidates
+from genmarket.mechanisms.base import get_mechanism
+from genmarket.mechanisms.mosaic import MosaicBatch
 
 __all__ = ["instance_table", "run_one_shot", "summarize_one_shot"]
 
@@ -204,8 +204,8 @@ def summarize_one_shot(auctions: pd.DataFrame, advertisers: pd.DataFrame) -> dic
 def run_one_shot(scenario: Scenario, out: str | Path, resume: bool = False, progress: bool = False,
                  figures: bool = True, command: list[str] | None = None):
     """Run the experiment into folder `out` (resuming at the first missing cell if asked)."""
-    from market.model import resolve_device
-    from market.runner import RunResult
+    from genmarket.market.model import resolve_device
+    from genmarket.market.runner import RunResult
 
     folder = RunFolder(out)
     if resume:
@@ -243,7 +243,7 @@ def run_one_shot(scenario: Scenario, out: str | Path, resume: bool = False, prog
     write_json(folder.path / "summary.json", summary)
     seconds = time.perf_counter() - t0
     if figures:
-        from market.figures_oneshot import write_one_shot_figures
+        from genmarket.market.figures_oneshot import write_one_shot_figures
 
         write_one_shot_figures(auctions, advertisers, folder.figures)
     return RunResult(folder.path, len(todo), done, seconds, summary)

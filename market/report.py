@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from market import report_figures as F
-from market import report_text as T
-from market.compare import profile_slug
+from genmarket.market import report_figures as F
+from genmarket.market import report_text as T
+from genmarket.market.compare import profile_slug
 
 __all__ = ["write_report"]
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from market.results import half_width95
+from genmarket.market.results import half_width95
 
 LABELS = {
     "revenue": "revenue per auction", "welfare": "welfare per auction",

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from market.model import AuctionMarket
-from market.results import RunFolder, RunFolderError, collector_frames, write_json
-from market.scenario import Scenario
+from genmarket.market.model import AuctionMarket
+from genmarket.market.results import RunFolder, RunFolderError, collector_frames, write_json
+from genmarket.market.scenario import Scenario
 
 
 @dataclass
@@ -45,7 +45,7 @@ def keep_freed_memory() -> bool:
 def new_market(scenario: Scenario, device=None):
     """The Mesa model a scenario runs on: `MosaicMarket` for MOSAIC, `AuctionMarket` otherwise."""
     if scenario.mechanism.is_mosaic:
-        from market.mosaic_market import MosaicMarket
+        from genmarket.market.mosaic_market import MosaicMarket
 
         return MosaicMarket(scenario, device)
     return AuctionMarket(scenario, device)
@@ -78,7 +78,7 @@ def run_scenario(
     if scenario.variants:
         return run_variants(scenario, out, resume, progress, figures, command)
     if scenario.experiment is not None:
-        from market.oneshot import run_one_shot
+        from genmarket.market.oneshot import run_one_shot
 
         return run_one_shot(scenario, out, resume=resume, progress=progress, figures=figures,
                             command=command)
@@ -115,7 +115,7 @@ def run_scenario(
     summary, metrics = folder.finalize(scenario.steps, scenario.metrics.unraveling_threshold)
     loop_seconds = time.perf_counter() - t0
     if figures:
-        from market.figures import write_figures  # seaborn is slow to import; only when drawing
+        from genmarket.market.figures import write_figures  # seaborn is slow to import; only when drawing
 
         write_figures(metrics, folder.figures, [g.group for g in scenario.advertisers],
                       mosaic=scenario.mechanism.is_mosaic)
@@ -145,7 +145,7 @@ def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, prog
             metrics[name] = pd.read_parquet(path / "metrics.parquet")
     write_json(root.path / "comparison.json", summaries)  # atomic: a kill leaves no half file
     if figures and metrics:
-        from market.figures import write_comparison
+        from genmarket.market.figures import write_comparison
 
         write_comparison(metrics, root.figures)
     return RunResult(root.path, steps, 0, time.perf_counter() - t0, summaries)

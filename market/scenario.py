@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from market.language import Language, OneShot, check_language
-from market.scenario_base import NonNeg, Positive, Strict
-from market.scenario_errors import ScenarioError, dedupe, format_error
+from genmarket.market.language import Language, OneShot, check_language
+from genmarket.market.scenario_base import NonNeg, Positive, Strict
+from genmarket.market.scenario_errors import ScenarioError, dedupe, format_error
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "validate_scenario", "strategy_kinds"]
 
@@ -192,7 +192,7 @@ class PluginStrategy(LearnerBase):
 
     @model_validator(mode="after")
     def _accepted(self) -> PluginStrategy:
-        from strategies.base import get_strategy
+        from genmarket.strategies.base import get_strategy
 
         cls = get_strategy(self.kind)
         try:
@@ -209,7 +209,7 @@ def strategy_kinds() -> list[str]:
     """Every strategy a scenario may name: the built-in ones, then registered plug-ins."""
     import importlib.metadata
 
-    from strategies.base import STRATEGIES
+    from genmarket.strategies.base import STRATEGIES
 
     plugins = set(STRATEGIES) | {
         ep.name for ep in importlib.metadata.entry_points(group="genmarket.strategies")
@@ -343,7 +343,7 @@ class MechanismConfig(Strict):
     @field_validator("kind")
     @classmethod
     def _known(cls, kind: str) -> str:
-        from mechanisms.base import MECHANISMS, get_mechanism
+        from genmarket.mechanisms.base import MECHANISMS, get_mechanism
 
         if kind not in MECHANISMS:
             try:
@@ -451,7 +451,7 @@ class Scenario(Strict):
         if dupes:
             raise ValueError(f"advertiser group names must be unique, repeated: {', '.join(dupes)}")
         if self.feedback.kind == "bandit":
-            from strategies.base import get_strategy
+            from genmarket.strategies.base import get_strategy
 
             for i, g in enumerate(self.advertisers):
                 for where, cfg in (("strategy", g.strategy), ("report", g.report)):

@@ -94,7 +94,7 @@ def format_error(err: dict[str, Any], data: dict[str, Any]) -> str | None:
         value = _lookup(data, _clean_loc(loc, data) + (tag,))
         allowed = ctx.get("expected_tags", "").replace("'", "")
         if allowed == "<strategies>":
-            from market.scenario import strategy_kinds  # the schema imports this module
+            from genmarket.market.scenario import strategy_kinds  # the schema imports this module
 
             allowed = ", ".join(strategy_kinds())
         if value is None:

@@ -5,8 +5,8 @@ more mechanisms register themselves when imported (add them below), and installe
 come in through the "genmarket.mechanisms" entry-point group.
 """
 
-from mechanisms import classic, mosaic
-from mechanisms.base import (
+from genmarket.mechanisms import classic, mosaic
+from genmarket.mechanisms.base import (
     MECHANISMS,
     AuctionBatch,
     Mechanism,
@@ -16,8 +16,8 @@ from mechanisms.base import (
     register_mechanism,
     tie_noise,
 )
-from mechanisms.classic import GSP, VCG, FirstPrice, SecondPrice
-from mechanisms.mosaic import Mosaic, MosaicBatch, MosaicOutcome
+from genmarket.mechanisms.classic import GSP, VCG, FirstPrice, SecondPrice
+from genmarket.mechanisms.mosaic import Mosaic, MosaicBatch, MosaicOutcome
 
 __all__ = [
     "GSP",

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mechanisms.base import AuctionBatch, Outcome, register_mechanism, tie_noise
-from mechanisms.ranking import (  # noqa: F401  (re-exported: tests and users reach them here)
+from genmarket.mechanisms.base import AuctionBatch, Outcome, register_mechanism, tie_noise
+from genmarket.mechanisms.ranking import (  # noqa: F401  (re-exported: tests and users reach them here)
     FEW_SLOTS,
     MASKED,
     NOBODY,

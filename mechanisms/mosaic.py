@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from mechanisms.base import register_mechanism
+from genmarket.mechanisms.base import register_mechanism
 
 __all__ = [
     "Mosaic",

@@ -5,8 +5,8 @@ register through the ``genmarket.strategies`` entry-point group and are found by
 :func:`get_strategy`.
 """
 
-from strategies.bandits import UCB, Exp3, Hedge
-from strategies.base import (
+from genmarket.strategies.bandits import UCB, Exp3, Hedge
+from genmarket.strategies.base import (
     STRATEGIES,
     GridFeedback,
     Strategy,
@@ -18,8 +18,8 @@ from strategies.base import (
     grid_sums,
     register_strategy,
 )
-from strategies.fixed import Multiplier, Shift, Truthful
-from strategies.qlearning import QLearning
+from genmarket.strategies.fixed import Multiplier, Shift, Truthful
+from genmarket.strategies.qlearning import QLearning
 
 __all__ = [
     "STRATEGIES",

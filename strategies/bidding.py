@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from strategies.base import get_strategy
+from genmarket.strategies.base import get_strategy
 
 
 class GridPolicy:

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from strategies.base import get_strategy
+from genmarket.strategies.base import get_strategy
 
 
 class EntryRule(ABC):

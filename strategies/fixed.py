@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from strategies.base import GridFeedback, Strategy, register_strategy
+from genmarket.strategies.base import GridFeedback, Strategy, register_strategy
 
 
 class _FixedAction(Strategy):

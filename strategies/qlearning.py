@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from strategies.base import (
+from genmarket.strategies.base import (
     GridFeedback,
     Strategy,
     bucket_action_sum,

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mechanisms import (
+from genmarket.mechanisms import (
     GSP,
     MECHANISMS,
     AuctionBatch,
@@ -410,7 +410,7 @@ def test_second_price_refuses_several_slots():
 
 def test_entry_point_plugins_are_found_and_listed(monkeypatch):
     plugin = importlib.metadata.EntryPoint(
-        name="plugged_gsp", value="mechanisms.classic:GSP", group="genmarket.mechanisms"
+        name="plugged_gsp", value="genmarket.mechanisms.classic:GSP", group="genmarket.mechanisms"
     )
 
     def entry_points(group):

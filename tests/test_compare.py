@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from market.compare import make_roles, parse_strategies, profile_scenario, run_compare
-from market.scenario import validate_scenario
+from genmarket.market.compare import make_roles, parse_strategies, profile_scenario, run_compare
+from genmarket.market.scenario import validate_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_parse_strategies():
 
 def test_profile_scenario_splits_the_role_group():
     d = copy.deepcopy(GAME)
-    d["metrics"]["agents"] = False  # payoffs come from agents.parquet: the profile needs it
+    d["metrics"]["agents"] = False  # payoffs come from genmarket.agents.parquet: the profile needs it
     scenario = validate_scenario(d)
     roles = make_roles(scenario, [(None, "truthful=truthful,shade=multiplier:0.5,over=multiplier:2")])
     base = scenario.model_dump(mode="python", exclude_unset=True)
@@ -134,7 +134,7 @@ def test_cli_compare_then_report(tmp_path):
         'value = { dist = "uniform", low = 0.0, high = 1.0 }\n'
         '[metrics]\nevery = 10\n')
     out = tmp_path / "g"
-    res = subprocess.run([sys.executable, "-m", "market.cli", "compare", str(scenario),
+    res = subprocess.run([sys.executable, "-m", "genmarket.market.cli", "compare", str(scenario),
                           "--strategies", "truthful=truthful,shade=multiplier:0.6",
                           "--seeds", "2", "--out", str(out), "--quiet"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -143,7 +143,7 @@ def test_cli_compare_then_report(tmp_path):
     analysis = json.loads((out / "analysis.json").read_text())
     # first price: bidding the value wins nothing, so shading is the equilibrium
     assert analysis["equilibria"][0]["mixture"]["bidders"]["shade"] > 0.99
-    rep = subprocess.run([sys.executable, "-m", "market.cli", "report", str(out)],
+    rep = subprocess.run([sys.executable, "-m", "genmarket.market.cli", "report", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert rep.returncode == 0, rep.stderr
     assert (out / "report.html").stat().st_size > 0 and (out / "report.md").stat().st_size > 0
@@ -168,7 +168,7 @@ def test_deviation_preserving_reduction_simulates_fewer_profiles(tmp_path):
 
 
 def test_a_crashing_profile_is_reported_not_fatal_to_the_others(tmp_path):
-    from market.compare import _submit_local
+    from genmarket.market.compare import _submit_local
 
     scenario = validate_scenario(copy.deepcopy(GAME))
     roles = make_roles(scenario, [(None, STRATEGIES)])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market import egta
+from genmarket.market import egta
 
 PD = [[3.0, 0.0], [5.0, 1.0]]  # row player's payoffs, strategies C, D
 RPS = [[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]

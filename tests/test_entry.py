@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from market.scenario import Always as AlwaysCfg
-from market.scenario import LearnedEntry, Never, Threshold
-from strategies.entry import ENTRY_RULES, make_entry_rule
+from genmarket.market.scenario import Always as AlwaysCfg
+from genmarket.market.scenario import LearnedEntry, Never, Threshold
+from genmarket.strategies.entry import ENTRY_RULES, make_entry_rule
 
 
 def test_fixed_rules():

@@ -9,8 +9,8 @@ import math
 import os
 from pathlib import Path
 
-from market.runner import run_scenario
-from market.scenario import load_scenario
+from genmarket.market.runner import run_scenario
+from genmarket.market.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "quickstart_summary.json"

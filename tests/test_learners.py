@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategies import (
+from genmarket.strategies import (
     UCB,
     Exp3,
     Hedge,
@@ -20,7 +20,7 @@ from strategies import (
     bucket_mean,
     get_strategy,
 )
-from strategies.base import _dense_sum
+from genmarket.strategies.base import _dense_sum
 
 LEARNERS = ["hedge", "exp3", "ucb", "qlearning"]
 
@@ -331,7 +331,7 @@ def test_bucket_action_sum_matches_naive_loop(R, B, A, C, K, seed):
 def test_qlearning_one_auction_fast_path_equals_general_path():
     """With one auction per round the Q update touches only the played cells; it must give
     exactly what the general per-(context, action) mean update gives."""
-    from strategies.qlearning import QLearning
+    from genmarket.strategies.qlearning import QLearning
 
     R, A, C, K = 5, 3, 2, 7
     gen = torch.Generator().manual_seed(1)
@@ -363,7 +363,7 @@ def test_qlearning_cached_greedy_follows_the_table(R, A, C, K, lr, discount, see
     re-reduces only rows whose greedy cell fell to the bound); after every round they must
     equal a fresh reduction of Q. Utilities on a coarse grid with lr 1 or 1/2 make exact ties
     common. `all_rows` runs the accelerator's sync-free branch on the cpu."""
-    from strategies.qlearning import QLearning
+    from genmarket.strategies.qlearning import QLearning
 
     gen = torch.Generator().manual_seed(seed)
     s = QLearning(R, A, C, K, lr=lr, discount=discount, epsilon_start=0.5, epsilon_decay=0.05)
@@ -386,7 +386,7 @@ def test_qlearning_cached_greedy_follows_the_table(R, A, C, K, lr, discount, see
 def test_qlearning_closed_form_act_is_the_inverse_cdf_of_its_policy(t):
     """QLearning.act draws by the closed-form inverse CDF of the epsilon-greedy policy: the same
     actions as the generic search over policy(t).cumsum(-1) on the same uniforms (float64)."""
-    from strategies.qlearning import QLearning
+    from genmarket.strategies.qlearning import QLearning
 
     R, A, C, K, B = 3, 2, 3, 7, 4000
     gen = torch.Generator().manual_seed(t)

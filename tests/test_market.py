@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from market.model import AuctionMarket
-from market.runner import Interrupted, run_scenario
-from market.scenario import validate_scenario
+from genmarket.market.model import AuctionMarket
+from genmarket.market.runner import Interrupted, run_scenario
+from genmarket.market.scenario import validate_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,7 +123,7 @@ def start_cli_run(scenario_dict, tmp_path, name):
     path = tmp_path / "s.toml"
     path.write_text(_toml(scenario_dict))
     out = tmp_path / name
-    cmd = [sys.executable, "-m", "market.cli", "run", str(path), "--out", str(out), "--quiet",
+    cmd = [sys.executable, "-m", "genmarket.market.cli", "run", str(path), "--out", str(out), "--quiet",
            "--no-figures"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
@@ -243,8 +243,8 @@ def test_qlearning_market_fast_paths_change_no_number(scenario_dict, monkeypatch
     """The one-auction Q-learning shortcuts (incremental greedy cache, closed-form draw) give
     bit-identical markets to the generic inverse-CDF search and the general update, over a whole
     exploration schedule with frequent ties (a coarse bid grid)."""
-    from strategies.base import Strategy
-    from strategies.qlearning import QLearning
+    from genmarket.strategies.base import Strategy
+    from genmarket.strategies.qlearning import QLearning
 
     d = scenario_dict
     d.update(steps=600, auctions_per_step=1, replicas=64)
@@ -308,7 +308,7 @@ def test_learned_entry(scenario_dict, tmp_path, cost, low, high):
 def test_cli_run_writes_the_run_folder(tmp_path):
     out = tmp_path / "q"
     res = subprocess.run(
-        [sys.executable, "-m", "market.cli", "run", str(ROOT / "scenarios" / "first_price_quickstart.toml"),
+        [sys.executable, "-m", "genmarket.market.cli", "run", str(ROOT / "scenarios" / "first_price_quickstart.toml"),
          "--out", str(out), "--steps", "200", "--replicas", "2", "--quiet"],
         cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -329,7 +329,7 @@ def test_cli_run_writes_the_run_folder(tmp_path):
         {"step", "replica", "agent", "group", "value", "bid", "entered", "won", "payment",
          "utility"} <= set(a.columns)
     again = subprocess.run(
-        [sys.executable, "-m", "market.cli", "run", str(ROOT / "scenarios" / "first_price_quickstart.toml"),
+        [sys.executable, "-m", "genmarket.market.cli", "run", str(ROOT / "scenarios" / "first_price_quickstart.toml"),
          "--out", str(out), "--steps", "200", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
 

@@ -14,8 +14,8 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mechanisms import MECHANISMS, get_mechanism
-from mechanisms.mosaic import (
+from genmarket.mechanisms import MECHANISMS, get_mechanism
+from genmarket.mechanisms.mosaic import (
     Mosaic,
     MosaicBatch,
     absent_rewards,

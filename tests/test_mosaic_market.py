@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from market.mosaic_market import MosaicMarket, pearson
-from market.runner import Interrupted, run_scenario
-from market.scenario import ScenarioError, validate_scenario
-from mechanisms.mosaic import MosaicBatch
+from genmarket.market.mosaic_market import MosaicMarket, pearson
+from genmarket.market.runner import Interrupted, run_scenario
+from genmarket.market.scenario import ScenarioError, validate_scenario
+from genmarket.mechanisms.mosaic import MosaicBatch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -229,7 +229,7 @@ def test_variants_run_into_sub_folders_and_compare(mosaic_dict, tmp_path):
 def test_cli_runs_the_quickstart(tmp_path):
     out = tmp_path / "q"
     res = subprocess.run(
-        [sys.executable, "-m", "market.cli", "run", str(ROOT / "scenarios" / "quickstart.toml"),
+        [sys.executable, "-m", "genmarket.market.cli", "run", str(ROOT / "scenarios" / "quickstart.toml"),
          "--out", str(out), "--steps", "30", "--replicas", "1", "--quiet"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from market.model import AuctionMarket
-from market.scenario import ScenarioError, validate_scenario
-from strategies.base import STRATEGIES, Strategy, register_strategy
+from genmarket.market.model import AuctionMarket
+from genmarket.market.scenario import ScenarioError, validate_scenario
+from genmarket.strategies.base import STRATEGIES, Strategy, register_strategy
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from market.report import write_report
-from market.results import summarize
+from genmarket.market.report import write_report
+from genmarket.market.results import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = {"python": "3.11", "genmarket": "0.1.0"}
@@ -90,7 +90,7 @@ def variants_folder(folder: Path) -> Path:
 
 
 def one_shot_folder(folder: Path) -> Path:
-    from market.oneshot import summarize_one_shot
+    from genmarket.market.oneshot import summarize_one_shot
 
     rng = np.random.default_rng(3)
     auctions, advertisers = [], []
@@ -167,8 +167,8 @@ def game_folder(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    from market.runner import run_scenario
-    from market.scenario import load_scenario
+    from genmarket.market.runner import run_scenario
+    from genmarket.market.scenario import load_scenario
 
     base = tmp_path_factory.mktemp("report")
     quick = load_scenario(ROOT / "scenarios/first_price_quickstart.toml", {"steps": 200})
@@ -303,7 +303,7 @@ def test_unknown_folder_is_refused(tmp_path):
 
 
 def test_cli_report(folders, tmp_path):
-    from market.cli import main
+    from genmarket.market.cli import main
 
     folder = shutil.copytree(folders["mosaic"][0], tmp_path / "copy")
     assert main(["report", str(folder)]) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from market.scenario import ScenarioError, load_scenario, validate_scenario
+from genmarket.market.scenario import ScenarioError, load_scenario, validate_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,11 +113,11 @@ def test_validate_command_exit_codes(tmp_path, scenario_dict):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nsteps = 5\n[mechanism]\nkind = "vcg"\nreserve = -1\n'
                    '[[advertisers]]\ngroup = "a"\ncount = 2\n')
-    res = subprocess.run([sys.executable, "-m", "market.cli", "validate", str(bad)],
+    res = subprocess.run([sys.executable, "-m", "genmarket.market.cli", "validate", str(bad)],
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2
     assert "mechanism.reserve = -1: must be >= 0" in res.stderr
-    good = subprocess.run([sys.executable, "-m", "market.cli", "validate",
+    good = subprocess.run([sys.executable, "-m", "genmarket.market.cli", "validate",
                            str(ROOT / "scenarios" / "quickstart.toml")],
                           capture_output=True, text=True, cwd=ROOT)
     assert good.returncode == 0, good.stderr

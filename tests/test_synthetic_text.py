@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from mechanisms.backends import get_backend
-from mechanisms.backends.base import AdvertiserProfile, Query, TextBackend, TextWorld
-from mechanisms.backends.synthetic_text import SyntheticTextBackend
+from genmarket.mechanisms.backends import get_backend
+from genmarket.mechanisms.backends.base import AdvertiserProfile, Query, TextBackend, TextWorld
+from genmarket.mechanisms.backends.synthetic_text import SyntheticTextBackend
 
 TOPICS = ("baking", "music", "travel")
 WORLD = TextWorld(

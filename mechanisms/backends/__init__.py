@@ -2,8 +2,8 @@
 exact probabilities) and any local transformers causal LM. Importing this package registers
 the built-in ones; `hf_text` imports transformers only when it is used."""
 
-from mechanisms.backends import hf_text, synthetic_text  # noqa: F401
-from mechanisms.backends.base import (
+from genmarket.mechanisms.backends import hf_text, synthetic_text  # noqa: F401
+from genmarket.mechanisms.backends.base import (
     BACKENDS,
     AdvertiserProfile,
     Candidates,

@@ -152,7 +152,7 @@ def get_backend(name: str, world: TextWorld, **params) -> TextBackend:
     Built-in names are registered when `mechanisms.backends` is imported; others come from the
     "genmarket.backends" entry-point group. Unknown names raise ValueError listing the known ones.
     """
-    import mechanisms.backends  # noqa: F401  (registers the built-in backends)
+    import genmarket.mechanisms.backends  # noqa: F401  (registers the built-in backends)
 
     cls = BACKENDS.get(name)
     if cls is None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mechanisms.backends.base import AdvertiserProfile, Candidates, TextWorld, register_backend
+from genmarket.mechanisms.backends.base import AdvertiserProfile, Candidates, TextWorld, register_backend
 
 __all__ = [
     "SMOLLM2_INSTALL",

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mechanisms.backends.base import Candidates, TextWorld, register_backend
+from genmarket.mechanisms.backends.base import Candidates, TextWorld, register_backend
 
 __all__ = ["ChainTables", "SyntheticTextBackend"]
 

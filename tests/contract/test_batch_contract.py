@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 import torch
 
-from mechanisms import MECHANISMS, AuctionBatch, MosaicBatch, get_mechanism
+from genmarket.mechanisms import MECHANISMS, AuctionBatch, MosaicBatch, get_mechanism
 
 DEVICES = [
     "cpu",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mechanisms import MECHANISMS, AuctionBatch, get_mechanism, reference_deviations
-from mechanisms.base import run_with_deviations, tie_noise
+from genmarket.mechanisms import MECHANISMS, AuctionBatch, get_mechanism, reference_deviations
+from genmarket.mechanisms.base import run_with_deviations, tie_noise
 
 DEVICES = [
     "cpu",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from strategies import STRATEGIES, Strategy, get_strategy
+from genmarket.strategies import STRATEGIES, Strategy, get_strategy
 
 R, A, C, K, B = 3, 2, 4, 5, 6
 NAMES = sorted(STRATEGIES)
@@ -214,8 +214,8 @@ def test_runs_on_cuda_like_on_cpu(name):
 def test_grid_feedback_sums_equal_the_dense_grid(name):
     """Pre-summed full feedback (what the market passes) updates a learner exactly as the
     dense [R, B, A, K] grid of utilities would, up to float rounding."""
-    from market.model import grid_feedback
-    from strategies.base import GridFeedback
+    from genmarket.market.model import grid_feedback
+    from genmarket.strategies.base import GridFeedback
 
     R, B, A, C, K = 2, 7, 3, 2, 5
     gen = torch.Generator().manual_seed(4)
