@@ -37,8 +37,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genmarket.market.model import AuctionMarket  # noqa: E402
-from genmarket.market.runner import keep_freed_memory  # noqa: E402
+from genmarket.market.engine.market import Market as AuctionMarket  # noqa: E402
+from genmarket.market.running.runner import keep_freed_memory  # noqa: E402
 from genmarket.market.scenario import validate_scenario  # noqa: E402
 
 

@@ -159,7 +159,7 @@ BACKEND_HEADER = [
 
 
 def _world(n_adv: int, topics: int = 5, queries_per_topic: int = 10):
-    from genmarket.mechanisms.backends.base import AdvertiserProfile, Query, TextWorld
+    from genmarket.mechanisms.backends.text.base import AdvertiserProfile, Query, TextWorld
 
     names = [f"topic{k}" for k in range(topics)]
     queries = tuple(Query(f"A question about {t} ({j})", t) for t in names
@@ -172,7 +172,7 @@ def _world(n_adv: int, topics: int = 5, queries_per_topic: int = 10):
 def backend_rows(device: str, reps: int, smollm2: bool) -> list[str]:
     """Markdown rows (BACKEND_HEADER's columns): candidates drawn and scored per second by the
     synthetic world at a market round's size and, if asked and installed, by SmolLM2."""
-    from genmarket.mechanisms.backends.base import get_backend
+    from genmarket.mechanisms.backends.text.base import get_backend
 
     rows = []
     for B, M, n in ((4096, 32, 8), (64, 16, 6)):

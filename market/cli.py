@@ -9,6 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from genmarket.market.engine.seam import EXPERIMENTS
+from genmarket.market.running.api import configure
 from genmarket.market.scenario import ScenarioError, load_scenario
 
 out = Console()
@@ -78,18 +80,11 @@ def _summary_table(summary: dict) -> Table:
     return table
 
 
-def _one_shot_table(summary: dict) -> Table:
-    table = Table(title="one-shot experiment: means over auctions (reward units, nats)")
-    cols = ("logp_opt", "reward_gain", "revenue", "utility_gain", "gain_correlation",
-            "gain_correlation_no_offset")
-    table.add_column("generator")
-    table.add_column("M", justify="right")
-    for c in cols:
-        table.add_column(c.replace("_", " "), justify="right")
-    for cell in summary["cells"]:
-        table.add_row(cell["generator"], str(cell["M"]),
-                      *("nan" if cell[c] is None else f"{cell[c]:.3f}" for c in cols))
-    return table
+def _table(scenario, summary: dict) -> Table:
+    """The terminal table of a run's or an experiment's summary."""
+    if scenario.experiment is not None:
+        return EXPERIMENTS.lookup(scenario.experiment.kind).table(summary)
+    return _summary_table(summary)
 
 
 def cmd_validate(args) -> int:
@@ -101,9 +96,8 @@ def cmd_validate(args) -> int:
         out.print(f"{args.scenario}: ok — {scenario.name}, {len(variants)} variants: "
                   f"{', '.join(name for name, _ in variants)}")
     if ex is not None:
-        out.print(f"{args.scenario}: ok — {scenario.name}, one-shot MOSAIC experiment, "
-                  f"{ex.instances} instances x {ex.seeds} seeds, M in {ex.candidates}, "
-                  f"generators {', '.join(ex.generators)}")
+        out.print(f"{args.scenario}: ok — {scenario.name}, "
+                  f"{EXPERIMENTS.lookup(ex.kind).describe(scenario)}")
         return 0
     out.print(f"{args.scenario}: ok — {scenario.name}, {scenario.mechanism.kind}, {n} advertisers, "
               f"{scenario.steps} steps x {scenario.auctions_per_step} auctions x "
@@ -112,8 +106,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from genmarket.market.results import RunFolder
-    from genmarket.market.runner import default_out, run_scenario
+    from genmarket.market.running.folder import RunFolder
+    from genmarket.market.running.runner import default_out, run_scenario
 
     overrides = {"seed": args.seed, "steps": args.steps, "replicas": args.replicas,
                  "device": args.device}
@@ -130,12 +124,7 @@ def cmd_run(args) -> int:
     if args.threads < 1:
         print(f"error: --threads = {args.threads}: must be >= 1", file=sys.stderr)
         return 2
-    import torch
-
-    from genmarket.market.runner import keep_freed_memory
-
-    torch.set_num_threads(args.threads)
-    keep_freed_memory()
+    configure(args.threads)
     folder = args.out or default_out(scenario)
     try:
         res = run_scenario(scenario, folder, resume=args.resume, progress=not args.quiet,
@@ -151,12 +140,13 @@ def cmd_run(args) -> int:
     if scenario.variants:
         for name, summary in res.summary.items():
             out.print(f"[bold]variant {name}[/bold]")
-            out.print(_one_shot_table(summary) if "cells" in summary else _summary_table(summary))
+            sub = dict(scenario.variant_scenarios())[name]
+            out.print(_table(sub, summary))
         out.print(f"run folder: {res.folder} (one sub-folder per variant; comparison.json, "
                   f"figures/comparison.png)  {res.seconds:.1f} s")
         return 0
     if scenario.experiment is not None:
-        out.print(_one_shot_table(res.summary))
+        out.print(_table(scenario, res.summary))
         out.print(f"run folder: {res.folder}  ({res.steps - res.resumed_from} cells in "
                   f"{res.seconds:.1f} s)")
         return 0
@@ -170,7 +160,8 @@ def cmd_run(args) -> int:
 def cmd_compare(args) -> int:
     import time
 
-    from genmarket.market.compare import make_roles, run_compare
+    from genmarket.market.games.compare import run_compare
+    from genmarket.market.games.roles import make_roles
 
     scenario = load_scenario(args.scenario, {"steps": args.steps})
     if args.seeds < 1 or args.workers < 1:
@@ -211,7 +202,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from genmarket.market.report import write_report
+    from genmarket.market.reports.report import write_report
 
     html, md = write_report(args.folder)
     out.print(f"wrote {html} and {md} (figures in {html.parent / 'report_figures'})")
@@ -224,7 +215,7 @@ def cmd_report(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from genmarket.market.results import RunFolderError
+    from genmarket.market.running.folder import RunFolderError
 
     try:
         if args.command == "validate":

@@ -1,8 +1,9 @@
-"""Pluggable auction mechanisms over batched torch tensors.
+"""Auction families, one sub-package each (`classic`, `mosaic`), and what they share: the batch
+and outcome types and the mechanism registry (`base`), the worlds (`backends`) and the public
+contract checks (`contract`).
 
-Importing the package registers the built-in mechanisms in MECHANISMS; modules that define
-more mechanisms register themselves when imported (add them below), and installed plug-ins
-come in through the "genmarket.mechanisms" entry-point group.
+A family is registered through the `genmarket.families` entry-point group (the built-in ones
+too); mechanisms through `register_mechanism` or the `genmarket.mechanisms` group.
 """
 
 from genmarket.mechanisms import classic, mosaic

@@ -8,13 +8,14 @@ alternative bids per advertiser.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
+
+from genmarket.market.registry import Registry
 
 __all__ = [
     "MECHANISMS",
@@ -152,32 +153,16 @@ def reference_deviations(
     return alloc, pay
 
 
-MECHANISMS: dict[str, type] = {}
+def _name_class(name: str, cls: type) -> None:
+    cls.name = name
+
+
+MECHANISMS: Registry = Registry("mechanism", ENTRY_POINT_GROUP, on_register=_name_class)
 
 
 def register_mechanism(name: str) -> Callable[[type], type]:
     """Class decorator: add the class to MECHANISMS under `name` and set its `name`."""
-
-    def decorate(cls: type) -> type:
-        known = MECHANISMS.get(name)
-        # A reloaded module brings a new class object with the same identity; anything else
-        # would silently shadow someone's mechanism.
-        if known is not None and (known.__module__, known.__qualname__) != (
-            cls.__module__,
-            cls.__qualname__,
-        ):
-            raise ValueError(
-                f"mechanism name '{name}' is already taken by {known.__module__}.{known.__qualname__}"
-            )
-        cls.name = name
-        MECHANISMS[name] = cls
-        return cls
-
-    return decorate
-
-
-def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return MECHANISMS.register(name)
 
 
 def get_mechanism(name: str, **params) -> Mechanism:
@@ -187,11 +172,4 @@ def get_mechanism(name: str, **params) -> Mechanism:
     installed plug-ins work without touching this package. Unknown names raise ValueError
     listing the known ones.
     """
-    cls = MECHANISMS.get(name)
-    if cls is None:
-        plugins = _entry_points()
-        if name not in plugins:
-            known = ", ".join(sorted(set(MECHANISMS) | set(plugins)))
-            raise ValueError(f"unknown mechanism '{name}': not one of {known}")
-        cls = plugins[name].load()
-    return cls(**params)
+    return MECHANISMS.lookup(name)(**params)

@@ -10,7 +10,6 @@ feeds the round's utilities back through :meth:`Strategy.update`.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
@@ -18,49 +17,33 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from genmarket.market.registry import Registry
+
 ENTRY_POINT_GROUP = "genmarket.strategies"
 
-STRATEGIES: dict[str, type[Strategy]] = {}
+def _check(cls) -> str | None:
+    ok = isinstance(cls, type) and issubclass(cls, Strategy)
+    return None if ok else "is not a Strategy subclass"
+
+
+def _name_class(name: str, cls) -> None:
+    cls.name = name
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", ENTRY_POINT_GROUP, _check, _name_class)
 
 S = TypeVar("S", bound="type[Strategy]")
 
 
 def register_strategy(name: str) -> Callable[[S], S]:
     """Class decorator: add a strategy class to :data:`STRATEGIES` under ``name``."""
-
-    def decorate(cls: S) -> S:
-        old = STRATEGIES.get(name)
-        # a module reload makes a new class object with the same qualified name; allow that,
-        # but two different classes under one key would silently shadow each other
-        if old is not None and (old.__module__, old.__qualname__) != (
-            cls.__module__,
-            cls.__qualname__,
-        ):
-            raise ValueError(f"strategy {name!r} is already registered by {old.__qualname__}")
-        cls.name = name
-        STRATEGIES[name] = cls
-        return cls
-
-    return decorate
+    return STRATEGIES.register(name)
 
 
 def get_strategy(name: str) -> type[Strategy]:
     """The strategy class registered as ``name``, else one from the entry-point group
     ``genmarket.strategies``. An unknown name raises ``ValueError`` listing the known ones."""
-    if name in STRATEGIES:
-        return STRATEGIES[name]
-    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for ep in entry_points:
-        if ep.name == name:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-                raise TypeError(
-                    f"entry point {ep.value!r} ({ENTRY_POINT_GROUP}:{name}) "
-                    "is not a Strategy subclass"
-                )
-            return register_strategy(name)(cls)
-    known = sorted(set(STRATEGIES) | {ep.name for ep in entry_points})
-    raise ValueError(f"unknown strategy {name!r}: not one of {', '.join(known)}")
+    return STRATEGIES.lookup(name)
 
 
 class Strategy:

@@ -102,7 +102,7 @@ class Multiplier(_FixedAction):
 
 @register_strategy("shift")
 class Shift(_FixedAction):
-    """Bid the value plus ``s`` (at least 0); in MOSAIC, report ``r + s`` on every candidate.
+    """Bid the value plus ``s`` (at least 0); where advertisers report rewards, report ``r + s``.
 
     The market's grid holds multiplier 1.0 and adds ``s``; ``s`` is kept for the record.
     """

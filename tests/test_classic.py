@@ -16,11 +16,11 @@ from genmarket.mechanisms import (
     GSP,
     MECHANISMS,
     AuctionBatch,
-    classic,
     get_mechanism,
     reference_deviations,
     register_mechanism,
 )
+from genmarket.mechanisms.classic import auctions as classic
 
 CLASSIC = ["first_price", "second_price", "gsp", "vcg"]
 FAST = settings(max_examples=100, deadline=None)

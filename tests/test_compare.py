@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genmarket.market.compare import make_roles, parse_strategies, profile_scenario, run_compare
+from genmarket.market.games.compare import profile_scenario, run_compare
+from genmarket.market.games.roles import make_roles, parse_strategies
 from genmarket.market.scenario import validate_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +169,7 @@ def test_deviation_preserving_reduction_simulates_fewer_profiles(tmp_path):
 
 
 def test_a_crashing_profile_is_reported_not_fatal_to_the_others(tmp_path):
-    from genmarket.market.compare import _submit_local
+    from genmarket.market.games.compare import _submit_local
 
     scenario = validate_scenario(copy.deepcopy(GAME))
     roles = make_roles(scenario, [(None, STRATEGIES)])

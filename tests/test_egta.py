@@ -1,4 +1,4 @@
-"""Empirical-game analysis (market/egta.py) on games whose answers are known."""
+"""Empirical-game analysis (market/games/) on games whose answers are known."""
 
 import itertools
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genmarket.market import egta
+from genmarket.market import games as egta
 
 PD = [[3.0, 0.0], [5.0, 1.0]]  # row player's payoffs, strategies C, D
 RPS = [[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]]

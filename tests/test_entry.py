@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from genmarket.market.scenario import Always as AlwaysCfg
-from genmarket.market.scenario import LearnedEntry, Never, Threshold
+from genmarket.market.scenario.advertisers import Always as AlwaysCfg
+from genmarket.market.scenario.advertisers import LearnedEntry, Never, Threshold
 from genmarket.strategies.entry import ENTRY_RULES, make_entry_rule
 
 

@@ -9,7 +9,7 @@ import math
 import os
 from pathlib import Path
 
-from genmarket.market.runner import run_scenario
+from genmarket.market.running.runner import run_scenario
 from genmarket.market.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,14 @@ import sys
 import pytest
 import torch
 
-from genmarket.mechanisms.backends.base import AdvertiserProfile, Query, TextBackend, TextWorld, get_backend
-from genmarket.mechanisms.backends.hf_text import (
+from genmarket.mechanisms.backends.text.base import (
+    AdvertiserProfile,
+    Query,
+    TextBackend,
+    TextWorld,
+    get_backend,
+)
+from genmarket.mechanisms.backends.text.hf import (
     HFTextBackend,
     advertiser_instruction,
     context_instruction,
@@ -227,7 +233,7 @@ def test_model_path_and_argument_errors(tmp_path, monkeypatch, tiny):
 
 
 def test_import_does_not_load_transformers():
-    code = "import sys, genmarket.mechanisms.backends.hf_text; assert 'transformers' not in sys.modules"
+    code = "import sys, genmarket.mechanisms.backends.text.hf; assert 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from genmarket.market.model import AuctionMarket
-from genmarket.market.runner import Interrupted, run_scenario
+from genmarket.market.engine.market import Market as AuctionMarket
+from genmarket.market.running.runner import Interrupted, run_scenario
 from genmarket.market.scenario import validate_scenario
 
 ROOT = Path(__file__).resolve().parent.parent

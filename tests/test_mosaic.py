@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from genmarket.mechanisms import MECHANISMS, get_mechanism
-from genmarket.mechanisms.mosaic import (
+from genmarket.mechanisms.mosaic.mechanism import (
     Mosaic,
     MosaicBatch,
     absent_rewards,

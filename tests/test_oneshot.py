@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genmarket.market.oneshot import instance_table
-from genmarket.market.runner import run_scenario
+from genmarket.market.running.runner import run_scenario
 from genmarket.market.scenario import validate_scenario
+from genmarket.mechanisms.mosaic.oneshot import instance_table
 
 ONE_SHOT = {
     "name": "one-shot-test",
@@ -40,7 +40,7 @@ def experiment(tmp_path_factory):
 
 
 def test_instances_take_the_advertisers_of_their_topic():
-    from genmarket.market.language import build_world
+    from genmarket.mechanisms.backends.text.world import build_world
 
     world = build_world(validate_scenario(copy.deepcopy(ONE_SHOT)))
     queries, slots = instance_table(world, 6, 2)

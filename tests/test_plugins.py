@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genmarket.market.model import AuctionMarket
+from genmarket.market.engine.market import Market as AuctionMarket
 from genmarket.market.scenario import ScenarioError, validate_scenario
 from genmarket.strategies.base import STRATEGIES, Strategy, register_strategy
 

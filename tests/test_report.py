@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genmarket.market.report import write_report
-from genmarket.market.results import summarize
+from genmarket.market.engine.seam import family_of
+from genmarket.market.reports.report import write_report
+from genmarket.market.running.summary import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = {"python": "3.11", "genmarket": "0.1.0"}
@@ -69,7 +70,7 @@ def mosaic_run(folder: Path, unravel: bool, seed: int = 0) -> Path:
                          "mean_report_ratio": 1.0, "misreport_gain": 1e-8 * rng.random(),
                          "regret": 1e-8 * rng.random(), "utility": -3.7 + 0.1 * rng.normal()})
     metrics = pd.DataFrame(rows)
-    summary = summarize(metrics, None, 300, 0.5)
+    summary = summarize(metrics, None, 300, family_of("mosaic"), 0.5)
     manifest = {"scenario": _mosaic_scenario(not unravel), "seed": 5, "device": "cpu",
                 "versions": VERSIONS, "git_commit": "abc123", "created": "2026-01-01T00:00:00",
                 "command": ["genmarket", "run", "scenarios/mosaic_unraveling.toml"]}
@@ -90,7 +91,7 @@ def variants_folder(folder: Path) -> Path:
 
 
 def one_shot_folder(folder: Path) -> Path:
-    from genmarket.market.oneshot import summarize_one_shot
+    from genmarket.mechanisms.mosaic.oneshot import summarize_one_shot
 
     rng = np.random.default_rng(3)
     auctions, advertisers = [], []
@@ -167,7 +168,7 @@ def game_folder(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    from genmarket.market.runner import run_scenario
+    from genmarket.market.running.runner import run_scenario
     from genmarket.market.scenario import load_scenario
 
     base = tmp_path_factory.mktemp("report")

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from genmarket.market.streams import Streams
+from genmarket.market.engine.streams import Streams
 
 
 @settings(max_examples=30, deadline=None)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from genmarket.mechanisms.backends import get_backend
-from genmarket.mechanisms.backends.base import AdvertiserProfile, Query, TextBackend, TextWorld
-from genmarket.mechanisms.backends.synthetic_text import SyntheticTextBackend
+from genmarket.mechanisms.backends.text import get_backend
+from genmarket.mechanisms.backends.text.base import AdvertiserProfile, Query, TextBackend, TextWorld
+from genmarket.mechanisms.backends.text.synthetic import SyntheticTextBackend
 
 TOPICS = ("baking", "music", "travel")
 WORLD = TextWorld(

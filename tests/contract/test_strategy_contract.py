@@ -214,7 +214,7 @@ def test_runs_on_cuda_like_on_cpu(name):
 def test_grid_feedback_sums_equal_the_dense_grid(name):
     """Pre-summed full feedback (what the market passes) updates a learner exactly as the
     dense [R, B, A, K] grid of utilities would, up to float rounding."""
-    from genmarket.market.model import grid_feedback
+    from genmarket.market.engine.learning import grid_feedback
     from genmarket.strategies.base import GridFeedback
 
     R, B, A, C, K = 2, 7, 3, 2, 5

@@ -1,0 +1,291 @@
+"""The market: one Mesa model for every auction family, in which one `step()` is one round.
+
+Per round, for R replicas at once: values are drawn, every group decides entry, then its report
+(if it delegates to an autobidder) and its bids or reports; the family's market adapter clears
+the round's B auctions per replica as one batch and returns what the ledger books; learners
+update from their own outcome (bandit) or from every grid action's counterfactual utility on the
+same auctions (full), entry rules from the entry counterfactual; on collection steps the
+adapter's metrics and per-advertiser record are collected. The order of a round lives here
+once; what is family-specific lives behind the adapter (`genmarket.market.engine.seam`).
+
+How Mesa is used: the model is a `mesa.Model` (steps counted by Mesa, `rng` seeded from the
+scenario, `running` false once the scenario's rounds are done), every advertiser is a
+`mesa.Agent` created with `Advertiser.create_agents`, and `datacollector` is a DataCollector
+with one column per metric, so `mesa.batch_run(Market, {"scenario": path, "seed": [...]})`
+works. Decisions are not made by calling each agent in turn: a group's advertisers share one
+vectorised strategy over [R, A] (DESIGN rule 3), so a round calls each group once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mesa
+import numpy as np
+import torch
+from torch import Tensor
+
+from genmarket.agents.advertiser import Advertiser, AdvertiserGroup
+from genmarket.market.engine import streams as S
+from genmarket.market.engine.collect import MarketCollector
+from genmarket.market.engine.device import resolve_device
+from genmarket.market.engine.seam import WORLDS, Cleared, MarketSpec, Round, family_of
+from genmarket.market.scenario import Scenario, load_scenario, validate_scenario
+from genmarket.market.scenario.merge import deep_merge, nested_overrides
+
+__all__ = ["Market", "resolve_device"]
+
+
+def as_scenario(scenario: Scenario | dict | str | Path, overrides: dict[str, Any]) -> Scenario:
+    """A validated scenario from a Scenario, a mapping or a TOML path, with `overrides` merged
+    in (`mechanism__reserve=0.1` sets mechanism.reserve)."""
+    if isinstance(scenario, str | Path):
+        if not overrides:
+            return load_scenario(scenario)
+        return load_scenario(scenario, nested_overrides(overrides))
+    if isinstance(scenario, dict):
+        data = scenario
+    elif not overrides:
+        return scenario
+    else:
+        data = scenario.model_dump(mode="python", exclude_unset=True)
+    return validate_scenario(deep_merge(data, nested_overrides(overrides)))
+
+
+class Market(mesa.Model):
+    """Repeated auctions of one family between learning advertisers, R replicas batched along
+    dimension 0.
+
+    scenario — a validated `Scenario`, a mapping or a TOML path; keyword `overrides` are merged
+    into it (`seed=3`, `mechanism__reserve=0.1`), which is how `mesa.batch_run` sweeps it.
+    After each step: `ledger` (cumulative totals per replica and advertiser, [R, n]),
+    `step_metrics` (per-replica numpy arrays, on collection steps), `last_round` (per-advertiser
+    means of the last collected round, [R, n] numpy arrays) and the DataCollector's rows.
+    """
+
+    # the ledger: rounds entered and running sums of (won, payment, utility), [R, n] each
+    ledger_state: tuple[str, ...] = ("_entered_rounds", "_sums")
+
+    def __init__(self, scenario: Scenario | dict | str | Path, device: str | torch.device | None = None,
+                 **overrides: Any):
+        scenario = as_scenario(scenario, overrides)
+        super().__init__(rng=scenario.seed)
+        self.scenario = scenario
+        self.family = family_of(scenario.mechanism.kind)
+        self.device = resolve_device(str(device or scenario.device))
+        self.dtype = torch.float64 if scenario.dtype == "float64" else torch.float32
+        self.R, self.B = scenario.replicas, scenario.auctions_per_step
+        self.every = scenario.metrics.every
+        self.full = scenario.feedback.kind == "full"
+        self.streams = S.Streams(scenario.seed, self.R, self.device)
+        self._build_groups()
+        world = None
+        if self.family.world is not None:
+            world = WORLDS.lookup(self.family.world).build(scenario)
+        dev = scenario.metrics.deviation_grid.points() + [1.0]  # last column: truthful
+        self.deviation_grid = torch.tensor(dev, device=self.device, dtype=self.dtype)
+        self.spec = MarketSpec(scenario, self.groups, self.R, self.B, self.n, self.device,
+                               self.dtype, self.full, self.deviation_grid, self.entry_cost,
+                               self._fixed_entered, self.streams, world)
+        self.adapter = self.family.adapter(self.spec)
+        self.delegates = any(g.reporter is not None for g in self.groups)
+        self._learning_bidders = [g for g in self.groups if g.bidder.learns]
+        self._learning_reporters = [g for g in self.groups if g.reporter is not None and g.reporter.learns]
+        self._entered_rounds = torch.zeros((self.R, self.n), dtype=torch.int64, device=self.device)
+        self._sums = torch.zeros((3, self.R, self.n), dtype=torch.float64, device=self.device)
+        self.metric_names = [s.name for s in self.family.metrics] + [
+            f"entry_rate_{g.name}" for g in self.groups]
+        self.step_metrics: dict[str, np.ndarray] | None = None
+        self.last_round: dict[str, np.ndarray] | None = None
+        self.collected_means: dict[str, float] = {}
+        self.agent_means: dict[str, np.ndarray] | None = None
+        self.rows: list[tuple[int, dict[str, np.ndarray]]] = []
+        self.agent_rows: list[tuple[int, dict[str, np.ndarray]]] = []
+        self.datacollector = self.new_collector()
+        self.datacollector.collect(self)  # step 0: no auction yet, so every column is NaN
+        self.running = self.steps < (scenario.steps or 0)
+
+    def _build_groups(self) -> None:
+        sc = self.scenario
+        self.groups: list[AdvertiserGroup] = []
+        start = 0
+        for index, cfg in enumerate(sc.advertisers):
+            group = AdvertiserGroup(cfg, index, start, self.R, self.device, self.dtype, self.full)
+            self.groups.append(group)
+            Advertiser.create_agents(self, cfg.count, group=group,
+                                     column=list(range(start, start + cfg.count)))
+            start += cfg.count
+        self.n = start
+        self.entry_cost = torch.tensor([g.entry_cost for g in self.groups for _ in range(g.A)],
+                                       device=self.device, dtype=self.dtype)
+        self.fixed_entry = all(g.entry.name in ("always", "never") for g in self.groups)
+        self._fixed_entered = None
+        if self.fixed_entry:
+            zeros = torch.zeros((self.R, self.n), device=self.device, dtype=self.dtype)
+            self._fixed_entered = self._per_group(lambda g, u: g.entry.decide(u, 0), zeros)
+            self._fixed_mask = self._fixed_entered.unsqueeze(1).expand(self.R, self.B, self.n)
+        self._constant_values = None
+        if all(g.cfg.value_dist.dist == "constant" for g in self.groups):
+            consts = torch.tensor([g.cfg.value_dist.value for g in self.groups for _ in range(g.A)],
+                                  device=self.device, dtype=self.dtype)
+            self._constant_values = consts.expand(self.R, self.B, self.n)
+
+    def new_collector(self) -> MarketCollector:
+        """A fresh DataCollector whose first row is the next step (the runner starts one after
+        each checkpoint, once the rows so far are on disk)."""
+        fields = list(self.family.record) if self.scenario.metrics.agents else None
+        base = 0 if not hasattr(self, "datacollector") else self.steps + 1
+        return MarketCollector(self.metric_names, fields, base)
+
+    def take_rows(self) -> tuple[list, list]:
+        """The per-replica rows collected since the last call, handed over and forgotten."""
+        rows, agent_rows = self.rows, self.agent_rows
+        self.rows, self.agent_rows = [], []
+        return rows, agent_rows
+
+    @property
+    def advertisers(self):
+        return self.agents_by_type[Advertiser]
+
+    def _per_group(self, fn, *tensors: Tensor, dim: int = -1) -> Tensor:
+        """Apply fn(group, *column slices) per group; concatenate along the advertiser dim `dim`
+        of the results (-1 for [..., n] results, 2 for [R, B, n, k])."""
+        if len(self.groups) == 1:
+            return fn(self.groups[0], *tensors)
+        return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in self.groups], dim=dim)
+
+    # ------------------------------------------------------------------ one round
+
+    def step(self) -> None:
+        t = self.steps - 1  # Mesa has already counted this step; rounds are numbered from 0
+        B, n = self.B, self.n
+        collect = self.steps % self.every == 0
+        uniform = self.streams.uniform
+
+        # constant values: nothing to draw (never written to)
+        v = self._constant_values if self._constant_values is not None else self._values(t)
+        entered = self._entry(t)  # [R, n]
+        u_act = uniform(S.ACTIONS, t, (B, n), self.dtype)
+        reports = None
+        v_hat = v
+        if self.delegates:
+            u_rep = uniform(S.REPORTS, t, (B, n), self.dtype)
+            reports = [g.report(v[..., g.cols], u_rep[..., g.cols], t) for g in self.groups]
+            v_hat = torch.cat([r[2] for r in reports], dim=-1)
+        acted = [g.bidder.act(v_hat[..., g.cols], u_act[..., g.cols], t) for g in self.groups]
+        mask = self._fixed_mask if self.fixed_entry else entered.unsqueeze(1).expand(self.R, B, n)
+        rnd = Round(t, collect, v, entered, mask, u_act, acted, reports, v_hat)
+
+        cleared = self.adapter.clear(rnd)
+        self._learn(rnd, cleared)
+        self._book(entered, cleared)
+        if collect:
+            self._collect(rnd, cleared)
+        else:
+            self.datacollector.skip_step()
+        self.running = self.steps < (self.scenario.steps or 0)
+
+    def _values(self, t: int) -> Tensor:
+        """True values of round t, [R, B, n]."""
+        u = self.streams.uniform(S.VALUES, t, (self.B, self.n), self.dtype)
+        return self._per_group(lambda g, x: g.values(x), u)
+
+    def _entry(self, t: int) -> Tensor:
+        """Who enters round t: [R, n] bool."""
+        if self.fixed_entry:
+            return self._fixed_entered
+        u = self.streams.uniform(S.ENTRY, t, (self.n,), self.dtype)
+        return self._per_group(lambda g, x: g.entry.decide(x, t), u)
+
+    def _learn(self, rnd: Round, cleared: Cleared) -> None:
+        t, mask = rnd.t, rnd.mask
+        for g in self._learning_bidders:
+            ctx, actions, _ = rnd.acted[g.index]
+            own, grid = self.adapter.feedback(rnd, cleared, g, "bidder")
+            g.bidder.strategy.update(ctx, actions, own, mask[..., g.cols], grid, t)
+        for g in self._learning_reporters:
+            ctx, actions, _ = rnd.reports[g.index]
+            own, grid = self.adapter.feedback(rnd, cleared, g, "reporter")
+            g.reporter.strategy.update(ctx, actions, own, mask[..., g.cols], grid, t)
+        if self.fixed_entry:
+            return
+        gain, observed = self.adapter.entry_gain(rnd, cleared)
+        gain = gain - self.entry_cost
+        for g in self.groups:
+            g.entry.update(rnd.entered[:, g.cols], gain[:, g.cols], observed[:, g.cols], t)
+
+    def _book(self, entered: Tensor, cleared: Cleared) -> None:
+        """Add a round to the ledger: entered [R, n] bool; won, payment, gross utility [R, B, n]."""
+        # Few ops per round: auctions held follow from the step count, and utility from the
+        # gross sum and the rounds entered, so only these two running totals are kept.
+        if not self.fixed_entry:  # fixed entry: rounds entered = steps x the fixed mask
+            self._entered_rounds += entered
+        rows = torch.stack((cleared.won, cleared.payment, cleared.gross))  # [3, R, B, n]
+        if self.B == 1:  # the same float64 sums without a reduction over one auction
+            self._sums += rows.view(self._sums.shape)
+        else:
+            self._sums += rows.sum(dim=2, dtype=torch.float64)
+
+    def _collect(self, rnd: Round, cleared: Cleared) -> None:
+        metrics = self.adapter.metrics(rnd, cleared)
+        ent = rnd.entered.to(rnd.values.dtype)
+        for g in self.groups:
+            metrics[f"entry_rate_{g.name}"] = ent[:, g.cols].mean(-1)
+        arrays = {k: x.double().cpu().numpy() for k, x in metrics.items()}
+        arrays["step"] = np.full(self.R, self.steps, dtype=np.int64)
+        self.step_metrics = arrays
+        self.last_round = {k: x.cpu().numpy() if isinstance(x, Tensor) else x
+                           for k, x in self.adapter.record(rnd, cleared).items()}
+        self.rows.append((self.steps, arrays))
+        self.collected_means = {k: float(np.mean(arrays[k])) for k in self.metric_names}
+        if self.scenario.metrics.agents:
+            self.agent_rows.append((self.steps, self.last_round))
+            self.agent_means = {k: x.mean(0) for k, x in self.last_round.items()}
+        self.datacollector.collect(self)
+
+    @property
+    def ledger(self) -> dict[str, Tensor]:
+        """Cumulative totals per replica and advertiser, float64 [R, n]: auctions held, auctions
+        entered, won (units won, or what the family books as won: see its adapter), payments and
+        utility (the family's money units, entry costs included)."""
+        rounds = self._entered_rounds
+        if self.fixed_entry:
+            rounds = self._fixed_entered.to(torch.int64) * self.steps
+        entered = rounds.to(torch.float64) * self.B
+        return {
+            "auctions": torch.full_like(entered, float(self.steps * self.B)),
+            "entered": entered,
+            "won": self._sums[0],
+            "payment": self._sums[1],
+            "utility": self._sums[2] - entered * self.entry_cost.double(),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Every tensor needed to continue the run bit-identically (learners, entry rules, ledger,
+        and the adapter's own state if it keeps any)."""
+        state = {f"ledger.{name.lstrip('_')}": getattr(self, name) for name in self.ledger_state}
+        for g in self.groups:
+            for role, obj in g.policies().items():
+                for k, v in obj.state_dict().items():
+                    state[f"{g.name}.{role}.{k}"] = v
+        own = getattr(self.adapter, "state_dict", None)
+        if own is not None:
+            state.update({f"adapter.{k}": v for k, v in own().items()})
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
+        self.steps = steps
+        for name in self.ledger_state:
+            setattr(self, name, state[f"ledger.{name.lstrip('_')}"].to(self.device))
+        for g in self.groups:
+            for role, obj in g.policies().items():
+                prefix = f"{g.name}.{role}."
+                sub = {k[len(prefix):]: v.to(self.device) for k, v in state.items() if k.startswith(prefix)}
+                obj.load_state_dict(sub)
+        own = getattr(self.adapter, "load_state_dict", None)
+        if own is not None:
+            own({k[8:]: v.to(self.device) for k, v in state.items() if k.startswith("adapter.")})
+        self.running = self.steps < (self.scenario.steps or 0)

@@ -1,0 +1,325 @@
+"""`genmarket compare`: run every profile of an empirical game, write the game folder, analyse it.
+
+The roles (advertiser groups and the strategies their players may play) come from `roles`. A
+profile says how many players of each role play each strategy. Every profile is a scenario of
+its own (the role's group split into one group per strategy played) run with `seeds` replicas
+batched in one run; a strategy's payoff sample in a profile and seed is the mean utility per
+auction of its players over the run's summary window (the last 10% of rounds), in the
+scenario's value (or reward) units. Its outcomes are every metric of the run's metrics.parquet
+(whatever the auction family measures), averaged over the same window per seed.
+
+Game folder:
+
+    manifest.json        scenario, roles (players, strategies), seeds, reduction, versions
+    profiles/<slug>/     the run folder of each profile (metrics and figures across seeds)
+    profiles/<slug>.parquet, <slug>.outcomes.parquet   its payoff samples and outcomes, written
+                         when it finishes (a rerun of the same command skips it)
+    game.parquet         tidy payoff samples: profile, role, strategy, count, seed, payoff
+    outcomes.parquet     per profile and seed: every metric of its run (revenue, welfare, ...)
+    game.json            gameanalysis-style sample game;  payoff_table.csv  OpenSpiel's table
+    analysis.json        equilibria with regret and bootstrap intervals, pure regrets, dominated
+                         strategies, alpha-rank, the max-welfare and max-revenue profiles
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genmarket.market.games.bootstrap import bootstrap_regret
+from genmarket.market.games.dominance import dominated_strategies
+from genmarket.market.games.game import (
+    Game,
+    all_profiles,
+    profile_id,
+    to_gameanalysis_json,
+    to_openspiel_hpt,
+)
+from genmarket.market.games.graph import alpha_rank, deviation_graph
+from genmarket.market.games.nash import equilibria
+from genmarket.market.games.reduction import dpr_game, dpr_profiles
+from genmarket.market.games.regret import pure_regrets
+from genmarket.market.games.roles import Role, role_spec
+from genmarket.market.running.folder import (
+    RunFolderError,
+    package_versions,
+    write_json,
+    write_parquet,
+)
+from genmarket.market.running.runner import run_scenario
+from genmarket.market.running.summary import summary_window
+from genmarket.market.scenario import Scenario, ScenarioError, validate_scenario
+
+__all__ = ["profile_scenario", "profile_slug", "run_compare"]
+
+MAX_PROFILES = 400
+
+
+def profile_scenario(base: dict[str, Any], roles: list[Role], counts: dict[str, dict[str, int]],
+                     seeds: int) -> dict[str, Any]:
+    """The scenario mapping of one profile: each role's group split into one group per strategy
+    played (named `<group>__<strategy>`), `seeds` replicas."""
+    d = copy.deepcopy(base)
+    d["replicas"] = seeds
+    d.pop("variants", None)
+    d.setdefault("metrics", {})["agents"] = True  # payoffs are read from genmarket.agents.parquet
+    by_name = {r.name: r for r in roles}
+    groups = []
+    for g in d["advertisers"]:
+        role = by_name.get(g["group"])
+        if role is None:
+            groups.append(g)
+            continue
+        names = g.get("names")
+        taken = 0
+        for strategy, count in counts[role.name].items():
+            if count == 0:
+                continue
+            sub = copy.deepcopy(g)
+            sub.update(group=f"{role.name}__{strategy}", count=count)
+            sub[role.field] = copy.deepcopy(role.strategies[strategy])
+            if names:
+                sub["names"] = names[taken:taken + count]
+            taken += count
+            groups.append(sub)
+    d["advertisers"] = groups
+    return d
+
+
+def profile_slug(profile: str) -> str:
+    """The file and folder name of a profile id under the game folder's profiles/."""
+    return re.sub(r"[^A-Za-z0-9_]+", "-", profile).strip("-")
+
+
+def run_profile(scenario: dict[str, Any], folder: str, profile: str,
+                roles: list[Role]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run one profile into `folder` (resuming what is there) and return (payoff rows, outcome
+    rows). Runs in a worker process (or this one with one worker): one torch thread."""
+    torch.set_num_threads(1)
+    sc = validate_scenario(scenario, f"profile {profile}")
+    path = Path(folder)
+    res = run_scenario(sc, path, resume=(path / "manifest.json").exists(), figures=False)
+    agents = summary_window(pd.read_parquet(
+        res.folder / "agents.parquet", columns=["step", "replica", "group", "agent", "utility"]),
+        sc.steps)
+    metrics = summary_window(pd.read_parquet(res.folder / "metrics.parquet"), sc.steps)
+    rows = []
+    for role in roles:
+        for strategy in role.strategies:
+            group = f"{role.name}__{strategy}"
+            sel = agents[agents["group"] == group]
+            if sel.empty:
+                continue
+            count = int(sel["agent"].nunique())
+            for seed, pay in sel.groupby("replica")["utility"].mean().items():
+                rows.append((profile, role.name, strategy, count, int(seed), float(pay)))
+    payoffs = pd.DataFrame(rows, columns=["profile", "role", "strategy", "count", "seed", "payoff"])
+    cols = [c for c in metrics.columns if c not in ("step", "replica")]  # every metric, in order
+    outcomes = metrics.groupby("replica")[cols].mean().reset_index().rename(columns={"replica": "seed"})
+    outcomes.insert(0, "profile", profile)
+    return payoffs, outcomes
+
+
+def _submit_local(jobs, workers: int):
+    if workers == 1:  # in this process: no spawn cost, and families registered in code are seen
+        for job in jobs:
+            try:
+                yield job, run_profile(*job), None
+            except Exception as exc:  # a crashed profile is reported, the others go on
+                yield job, None, exc
+        return
+    import multiprocessing as mp
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    futures = {pool.submit(run_profile, *job): job for job in jobs}
+    try:
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                yield job, fut.result(), None
+            except Exception as exc:  # a crashed profile is reported, the others go on
+                yield job, None, exc
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _submit_ray(jobs, workers: int):
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--backend ray needs ray: pip install 'genmarket[ray]'") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address="auto", ignore_reinit_error=True, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError):
+            ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False,
+                     include_dashboard=False)
+    task = ray.remote(num_cpus=1, max_retries=1)(run_profile)
+    refs = {task.remote(*job): job for job in jobs}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        job = refs[done[0]]
+        try:
+            yield job, ray.get(done[0]), None
+        except Exception as exc:
+            yield job, None, exc
+
+
+def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: int = 5,
+                backend: str = "local", workers: int = 1, reduce: dict[str, int] | None = None,
+                retries: int = 1, progress: bool = False, command: list[str] | None = None
+                ) -> dict[str, Any]:
+    """Simulate every profile (skipping those already in `out`), assemble the game, analyse it.
+    Returns the analysis dict (also written to analysis.json). A scenario with `[[variants]]`
+    gives one game per variant in `out/<variant>/`; the result then maps variant -> analysis."""
+    if scenario.variants:
+        results = {}
+        for name, sub in scenario.variant_scenarios():
+            results[name] = run_compare(sub, roles, Path(out) / name, seeds, backend, workers,
+                                        reduce, retries, progress, command)
+        write_json(Path(out) / "variants.json", {"variants": list(results)})
+        return {"variants": results}
+
+    if scenario.experiment is not None:
+        raise ValueError("compare needs a repeated market, not a one-shot [experiment]")
+    out = Path(out)
+    base = scenario.model_dump(mode="python", exclude_unset=True)
+    spec = role_spec(roles)
+    if reduce:
+        unknown = sorted(set(reduce) - set(spec))
+        if unknown:
+            raise ValueError(f"--reduce {unknown[0]}: not a role of this game ({', '.join(spec)})")
+        reduce = {r: reduce.get(r, n) for r, (_, n) in spec.items()}
+    manifest = json.loads(json.dumps({  # as it reads back from the file
+        "scenario": scenario.model_dump(mode="json"),
+        "roles": {r.name: {"players": r.players, "field": r.field, "strategies": r.strategies}
+                  for r in roles},
+        "seeds": seeds, "reduction": reduce, "versions": package_versions(), "command": command or [],
+    }))
+    if (out / "manifest.json").exists():
+        old = json.loads((out / "manifest.json").read_text())
+        if any(old.get(k) != manifest[k] for k in ("scenario", "roles", "seeds", "reduction")):
+            raise RunFolderError(f"{out} holds a different game; use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profiles").mkdir(exist_ok=True)
+    write_json(out / "manifest.json", manifest)
+
+    if reduce:
+        needed = dpr_profiles(spec, reduce)
+        full = np.unique(np.concatenate(list(needed.values())), axis=0)
+    else:
+        full = all_profiles(spec)
+    if reduce and progress:
+        print(f"deviation-preserving reduction to {reduce} players: {len(full)} profiles to "
+              f"simulate instead of {len(all_profiles(spec))}", flush=True)
+    if len(full) > MAX_PROFILES:
+        raise ValueError(f"{len(full)} profiles to simulate (more than {MAX_PROFILES}): reduce the "
+                         "players per role with --reduce ROLE=N (deviation-preserving reduction)")
+    jobs = []
+    for row in full:
+        pid = profile_id(spec, row)
+        slug = profile_slug(pid)
+        if (out / "profiles" / f"{slug}.parquet").exists():
+            continue
+        counts, at = {}, 0
+        for r, (strategies, _) in spec.items():
+            counts[r] = {st: int(row[at + k]) for k, st in enumerate(strategies)}
+            at += len(strategies)
+        d = profile_scenario(base, roles, counts, seeds)
+        try:
+            validate_scenario(d, f"profile {pid}")
+        except ScenarioError as exc:
+            raise ValueError(f"profile {pid}: {exc}") from None
+        jobs.append((d, str(out / "profiles" / slug), pid, roles))
+    failed: dict[str, str] = {}
+    t0 = time.perf_counter()
+    for _ in range(retries + 1):  # a failed profile is started afresh `retries` times
+        submit = _submit_ray if backend == "ray" else _submit_local
+        again = []
+        for job, result, exc in submit(jobs, max(1, workers)):
+            pid = job[2]
+            if exc is not None:
+                failed[pid] = f"{type(exc).__name__}: {exc}"
+                shutil.rmtree(job[1], ignore_errors=True)  # start that profile afresh
+                again.append(job)
+                continue
+            failed.pop(pid, None)
+            payoffs, outcomes = result
+            slug = profile_slug(pid)
+            write_parquet(outcomes, out / "profiles" / f"{slug}.outcomes.parquet")
+            write_parquet(payoffs, out / "profiles" / f"{slug}.parquet")  # last: marks it done
+            if progress:
+                print(f"  {pid}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+        jobs = again
+        if not jobs:
+            break
+    if failed:
+        write_json(out / "failed.json", failed)
+        raise RuntimeError(f"{len(failed)} profile(s) failed (see {out / 'failed.json'}): "
+                           + "; ".join(f"{k}: {v}" for k, v in list(failed.items())[:3]))
+    return assemble(out, roles, reduce)
+
+
+def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dict[str, Any]:
+    """Read every profile's samples, write the game files and analysis.json; return the analysis."""
+    files = sorted((out / "profiles").glob("*.parquet"))
+    tidy = pd.concat([pd.read_parquet(f) for f in files if not f.name.endswith(".outcomes.parquet")],
+                     ignore_index=True)
+    outcomes = pd.concat([pd.read_parquet(f) for f in files if f.name.endswith(".outcomes.parquet")],
+                         ignore_index=True)
+    write_parquet(tidy, out / "game.parquet")
+    write_parquet(outcomes, out / "outcomes.parquet")
+    game = Game.from_tidy(tidy, role_spec(roles))
+    if reduce:
+        game = dpr_game(game, reduce)
+    (out / "game.json").write_text(json.dumps(to_gameanalysis_json(game), indent=1) + "\n")
+    to_openspiel_hpt(game).to_csv(out / "payoff_table.csv", index=False)
+    analysis = analyse(game, outcomes)
+    write_json(out / "analysis.json", analysis)
+    return analysis
+
+
+def analyse(game, outcomes: pd.DataFrame) -> dict[str, Any]:
+    """Equilibria (with regret and its 95% bootstrap interval), pure regrets, dominated
+    strategies, alpha-rank, deviation edges and the max-welfare / max-revenue profiles."""
+    def mixture(m):
+        out, at = {}, 0
+        for role, strategies in zip(game.roles, game.strategies, strict=True):
+            out[role] = {s: float(m[at + k]) for k, s in enumerate(strategies)}
+            at += len(strategies)
+        return out
+
+    eqs = []
+    for eq in equilibria(game):
+        # seed k of every profile draws the same values and auctions: resample seeds jointly
+        paired = len({len(x[0]) for x in game.samples}) == 1
+        reg, lo, hi = bootstrap_regret(game, eq.mixture, paired=paired)
+        eqs.append({"mixture": mixture(eq.mixture), "regret": float(reg),
+                    "regret_ci95": [float(lo), float(hi)],
+                    "support": {k: list(v) for k, v in eq.support.items()}})
+    graph = deviation_graph(game)
+    means = outcomes.groupby("profile").mean(numeric_only=True)
+    pure = pure_regrets(game)
+    return {
+        "equilibria": eqs,
+        "pure_regrets": {pid: (None if not np.isfinite(r) else float(r))
+                         for pid, r in zip(game.ids, pure, strict=True)},
+        "dominated": dominated_strategies(game),
+        "alpha_rank": {k: float(v) for k, v in alpha_rank(game).items()},
+        "deviation_edges": [[a, b, float(d.get("gain", np.nan))] for a, b, d in graph.edges(data=True)],
+        "max_welfare": str(means["welfare"].idxmax()) if "welfare" in means else None,
+        "max_revenue": str(means["revenue"].idxmax()) if "revenue" in means else None,
+        "outcomes": {pid: {k: float(v) for k, v in row.items() if np.isfinite(v)}
+                     for pid, row in means.iterrows()},
+    }

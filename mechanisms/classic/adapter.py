@@ -1,0 +1,157 @@
+"""The classic auctions' market adapter: bids in, the round and every counterfactual bid cleared
+together by one `run_with_deviations` call, on the same auctions and tie-break numbers.
+
+Counterfactual segments, [R, B, n, k] bids each: "bid" (every learning bidder's grid, full
+feedback), "report" (the bids each delegating group's autobidder would place for every report
+on its grid), "enter" (the round's own bid, forced in: the entry counterfactual of those who
+stayed out), "dev" (the misreport metric's grid, on collection rounds).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from genmarket.market.engine import streams as S
+from genmarket.market.engine.learning import grid_feedback
+from genmarket.market.engine.seam import Cleared, MarketSpec, Round
+from genmarket.mechanisms.base import AuctionBatch, get_mechanism, run_with_deviations
+from genmarket.mechanisms.classic.metrics import round_metrics
+
+__all__ = ["ClassicAdapter"]
+
+
+class ClassicAdapter:
+    """Clears first-price, second-price, GSP, VCG (or any plug-in over `AuctionBatch`) rounds."""
+
+    def __init__(self, spec: MarketSpec):
+        self.spec = spec
+        sc = spec.scenario
+        self.mechanism = get_mechanism(sc.mechanism.kind, **sc.mechanism.params())
+        # click-through rate per slot; one unit slot for mechanisms without slots
+        self.slot_ctrs = list(getattr(self.mechanism, "ctrs", None) or [1.0])
+        R, B, n = spec.R, spec.B, spec.n
+        self._flat_fixed = None
+        if spec.fixed_entry:  # the participation mask of every round, built once: [R * B, n]
+            self._flat_fixed = spec.fixed_entered.unsqueeze(1).expand(R, B, n).reshape(R * B, n)
+        groups = spec.groups
+        self._bid_k = max((g.bidder.K for g in groups if g.bidder.learns and spec.full), default=0)
+        reporters = [g for g in groups if g.reporter is not None and g.reporter.learns]
+        self._rep_k = max((g.reporter.K for g in reporters if spec.full), default=0)
+
+    def clear(self, rnd: Round) -> Cleared:
+        spec = self.spec
+        R, B, n, t = spec.R, spec.B, spec.n, rnd.t
+        acted = rnd.acted
+        bids = acted[0][2] if len(acted) == 1 else torch.cat([a[2] for a in acted], dim=-1)
+        segments: dict[str, Tensor] = {}
+        if self._bid_k:
+            segments["bid"] = self._padded(
+                lambda g, x: g.bidder.grid_bids(x) if g.bidder.learns else x.unsqueeze(-1),
+                rnd.v_hat, self._bid_k)
+        if self._rep_k:
+            segments["report"] = self._padded(
+                lambda g, x, u: g.bids_for_reports(x, g.reporter.grid, u, t)
+                if g.reporter is not None and g.reporter.learns else x.unsqueeze(-1),
+                rnd.values, self._rep_k, rnd.u_act)
+        if spec.full and not spec.fixed_entry:
+            segments["enter"] = bids.unsqueeze(-1)
+        if rnd.collect:
+            grid = spec.deviation_grid
+            segments["dev"] = self._per_group(
+                lambda g, x, u: g.bids_for_reports(x, grid, u, t), rnd.values, rnd.u_act, dim=2)
+        flat_mask = self._flat_fixed if spec.fixed_entry else rnd.mask.reshape(R * B, n)
+        noise = spec.streams.uniform(S.TIES, t, (B, n), spec.dtype)
+        batch = AuctionBatch(bids.reshape(R * B, n), flat_mask, noise.reshape(R * B, n))
+        out, cf = self._clear(batch, segments)
+        alloc = out.allocation.reshape(R, B, n)
+        pay = out.payment.reshape(R, B, n)
+        gross = rnd.values * alloc - pay  # true utility per auction before entry cost; 0 when out
+        return Cleared(alloc, pay, gross, {"bids": bids, "cf": cf})
+
+    def _per_group(self, fn, *tensors: Tensor, dim: int = -1) -> Tensor:
+        groups = self.spec.groups
+        if len(groups) == 1:
+            return fn(groups[0], *tensors)
+        return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in groups], dim=dim)
+
+    def _padded(self, fn, x: Tensor, K: int, *more: Tensor) -> Tensor:
+        """Per-group [R, B, A, k] blocks padded to K columns by repeating the last one."""
+        def one(g, xs, *ms):
+            block = fn(g, xs, *ms)
+            if block.shape[-1] < K:
+                block = torch.cat([block, block[..., -1:].expand(*block.shape[:-1], K - block.shape[-1])], -1)
+            return block
+        return torch.cat([one(g, x[..., g.cols], *(m[..., g.cols] for m in more))
+                          for g in self.spec.groups], dim=2)
+
+    def _clear(self, batch: AuctionBatch, segments: dict[str, Tensor]):
+        """Run the round's auctions and, if any, the counterfactual bids of `segments`
+        ([R, B, n, k] each). Returns (Outcome, {name: (allocation, payment) [R, B, n, k]})."""
+        if not segments:
+            return self.mechanism.run(batch), {}
+        R, B, n = self.spec.R, self.spec.B, self.spec.n
+        alt = torch.cat(list(segments.values()), dim=-1) if len(segments) > 1 else next(iter(segments.values()))
+        out, alloc, pay = run_with_deviations(self.mechanism, batch, alt.reshape(R * B, n, -1))
+        alloc, pay = alloc.reshape(R, B, n, -1), pay.reshape(R, B, n, -1)
+        cf, at = {}, 0
+        for name, seg in segments.items():
+            k = seg.shape[-1]
+            cf[name] = (alloc[..., at:at + k], pay[..., at:at + k])
+            at += k
+        return out, cf
+
+    def feedback(self, rnd: Round, cleared: Cleared, g, role: str):
+        c = g.cols
+        cf = cleared.extra["cf"]
+        if role == "bidder":
+            vh = rnd.v_hat[..., c]
+            # the autobidder values wins at the reported value (the true one when not delegated)
+            own = (vh * cleared.won[..., c] - cleared.payment[..., c] if g.reporter is not None
+                   else cleared.gross[..., c])
+            if not self.spec.full:
+                return own, None
+            ctx = rnd.acted[g.index][0]
+            a_k, p_k = cf["bid"]
+            K = g.bidder.K
+            return own, grid_feedback(vh, a_k[..., c, :K], p_k[..., c, :K], ctx, rnd.mask[..., c],
+                                      g.bidder.C)
+        own = cleared.gross[..., c]
+        if not self.spec.full:
+            return own, None
+        rctx = rnd.reports[g.index][0]
+        a_k, p_k = cf["report"]
+        K = g.reporter.K
+        return own, grid_feedback(rnd.values[..., c], a_k[..., c, :K], p_k[..., c, :K], rctx,
+                                  rnd.mask[..., c], g.reporter.C)
+
+    def entry_gain(self, rnd: Round, cleared: Cleared) -> tuple[Tensor, Tensor]:
+        gain = cleared.gross.mean(dim=1)
+        if not self.spec.full:
+            return gain, rnd.entered
+        a_k, p_k = cleared.extra["cf"]["enter"]
+        would = (rnd.values * a_k[..., 0] - p_k[..., 0]).mean(dim=1)
+        return torch.where(rnd.entered, gain, would), torch.ones_like(rnd.entered)
+
+    def metrics(self, rnd: Round, cleared: Cleared) -> dict[str, Tensor]:
+        return round_metrics(rnd.values, cleared.extra["bids"], rnd.entered, cleared.won,
+                             cleared.payment, cleared.gross, cleared.extra["cf"]["dev"],
+                             self.slot_ctrs, self.spec.entry_cost)
+
+    def record(self, rnd: Round, cleared: Cleared) -> dict[str, Tensor]:
+        v, entered = rnd.values, rnd.entered
+        ent = entered.to(v.dtype)
+        nan = torch.full_like(ent, float("nan"))
+
+        def mean(x):
+            return x.mean(dim=1).double()
+
+        return {
+            "value": mean(v),
+            "report": mean(rnd.v_hat),
+            "bid": torch.where(entered, cleared.extra["bids"].mean(dim=1), nan).double(),
+            "entered": entered,
+            "won": mean(cleared.won),
+            "payment": mean(cleared.payment),
+            "utility": (cleared.gross.mean(dim=1) - ent * self.spec.entry_cost).double(),
+        }
