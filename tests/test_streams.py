@@ -48,3 +48,15 @@ def test_same_numbers_on_cuda():
     cpu = Streams(9, 4).uniform(1, 17, (5, 3))
     gpu = Streams(9, 4, "cuda").uniform(1, 17, (5, 3))
     assert torch.equal(cpu, gpu.cpu())
+
+
+def test_family_stream_ids_are_stable_distinct_and_clear_of_the_engines():
+    from genmarket.market.engine import streams as S
+
+    names = ["token.sampling", "diffusion.noise", "diffusion.noise2", "x"]
+    ids = [S.stream_id(n) for n in names]
+    assert len(set(ids)) == len(ids) and min(ids) >= 1 << 16
+    assert S.stream_id("token.sampling") == (1 << 16) + 0xAA5DF2D3  # pinned: runs depend on it
+    s = Streams(0, 2)
+    a = s.uniform(S.stream_id("token.sampling"), 3, (5,), torch.float64)
+    assert not any(torch.equal(a, s.uniform(k, 3, (5,), torch.float64)) for k in range(1, 9))

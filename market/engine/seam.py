@@ -104,7 +104,9 @@ class Experiment:
     settings — its pydantic model (`kind: Literal[...]`); run(scenario, out, resume, progress,
     figures, command) -> RunResult; describe(scenario) -> one line for `genmarket validate`;
     table(summary) -> a rich Table for the terminal; report(doc, folder, level) writes its
-    section of a report; marker — a file that only this experiment's folders hold.
+    section of a report; marker — a file that only this experiment's folders hold;
+    sentences(summary) -> its findings, generated from a summary.json, most telling first (a
+    report of variants states each variant's first); None: it has none to share.
     """
 
     name: str
@@ -114,6 +116,7 @@ class Experiment:
     table: Callable[[dict], Any]
     report: Callable[..., None]
     marker: str
+    sentences: Callable[[dict], list[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ and cuda, and resuming a run only needs the step counter.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -99,3 +101,12 @@ def _to_uniform(z: Tensor, dtype: torch.dtype) -> Tensor:
 # Stream ids: one per kind of random draw in a market step. Never renumber (it changes every run).
 VALUES, ENTRY, ACTIONS, TIES, REPORTS, MECHANISM = 1, 2, 3, 4, 5, 6
 QUERIES, CANDIDATES = 7, 8  # language worlds: the query of each auction, candidate sampling
+
+
+def stream_id(name: str) -> int:
+    """A stream id of a family's own, from its name: stable across runs and machines (a CRC of
+    the name), at least 2**16 so that it never meets the engine's ids above. A family that
+    needs a kind of random draw the engine does not name (a diffusion noise, a token uniform)
+    takes `stream_id("token.sampling")` and keeps that name forever, as the engine keeps its
+    numbers."""
+    return (1 << 16) + zlib.crc32(name.encode("utf-8"))

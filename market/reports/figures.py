@@ -1,7 +1,7 @@
 """The figures of `genmarket report`, as matplotlib Figures (the report embeds and saves them).
 
 Time series bands are 95% intervals across replicas (mean +- 1.96 standard errors, as in
-market/figures.py); bar and curve intervals are the same over seeds or auctions.
+run_figures.py); bar intervals are the same over seeds.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def _errorbar(df: pd.DataFrame, by: str):
     return CI95 if df[by].nunique() > 1 else None
 
 
-def _done(fig: Figure) -> Figure:
+def done(fig: Figure) -> Figure:
+    """The figure, despined and laid out: ready to embed."""
     sns.despine(fig)
     fig.tight_layout()
     return fig
@@ -46,7 +47,7 @@ def lines(df: pd.DataFrame, columns: dict[str, str], ylabel: str, title: str,
         ax.annotate(label, (ax.get_xlim()[0], y), fontsize=8, color="grey", va="bottom")
     ax.set(xlabel="round (step)", ylabel=ylabel, title=title)
     ax.legend(title=None, fontsize=8)
-    return _done(fig)
+    return done(fig)
 
 
 def panels(df: pd.DataFrame, columns: dict[str, str], hue: str, by: str = "replica",
@@ -64,34 +65,7 @@ def panels(df: pd.DataFrame, columns: dict[str, str], hue: str, by: str = "repli
         ax.legend(fontsize=7, title=None)
     for ax in list(axes.flat)[len(columns):]:
         ax.set_visible(False)
-    return _done(fig)
-
-
-def against_m(auctions: pd.DataFrame, y: str, ylabel: str, title: str, labels: dict[str, str],
-              reference: dict[str, float] | None = None) -> Figure:
-    """Mean of `y` per generator against the number of candidates M, 95% band over auctions."""
-    data = auctions.assign(generator=auctions["generator"].map(lambda g: labels.get(g, g)))
-    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=100)
-    sns.lineplot(data=data, x="M", y=y, hue="generator", marker="o", errorbar=CI95, ax=ax)
-    for label, value in (reference or {}).items():
-        ax.axhline(value, ls=":", color="grey", lw=1)
-        ax.annotate(label, (data["M"].min(), value), fontsize=8, color="grey", va="bottom")
-    ax.set(xlabel="number of candidates M", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8, title=None)
-    return _done(fig)
-
-
-def cells_against_m(cells: pd.DataFrame, columns: dict[str, str], ylabel: str,
-                    title: str) -> Figure:
-    """Per-cell numbers (one per generator and M) against M; `columns` maps column -> style."""
-    long = cells.melt(id_vars=["generator", "M"], value_vars=list(columns), var_name="rule",
-                      value_name="y")
-    long["rule"] = long["rule"].map(columns)
-    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=100)
-    sns.lineplot(data=long, x="M", y="y", hue="generator", style="rule", marker="o", ax=ax)
-    ax.set(xlabel="number of candidates M", ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)
-    return _done(fig)
+    return done(fig)
 
 
 def heatmap(table: pd.DataFrame, title: str, unit: str) -> Figure:
@@ -158,7 +132,7 @@ def outcome_bars(outcomes: pd.DataFrame, columns: dict[str, str]) -> Figure:
         ax.set_title("\n".join(textwrap.wrap(label, 34)), fontsize=9)
         ax.set(xlabel="", ylabel="")
         ax.tick_params(axis="y", labelsize=8)
-    return _done(fig)
+    return done(fig)
 
 
 def alpha_rank(mass: dict[str, float], top: int = 20) -> Figure:
@@ -169,4 +143,4 @@ def alpha_rank(mass: dict[str, float], top: int = 20) -> Figure:
            title="α-Rank: where the evolutionary dynamics spend their time")
     ax.set_xlim(0, max(1e-9, float(np.nanmax(s.to_numpy()))) * 1.1)
     ax.tick_params(axis="y", labelsize=8)
-    return _done(fig)
+    return done(fig)

@@ -1,12 +1,14 @@
 """`genmarket report DIR`: report.html (self-contained) and report.md for a genmarket folder.
 
 Four kinds of folder are understood: a market run folder (manifest.json, metrics.parquet,
-summary.json), a variants folder (comparison.json and one run folder per variant), a one-shot
-MOSAIC experiment (auctions.parquet, summary.json with "cells") and an empirical game from
-`genmarket compare` (analysis.json, game.parquet; variants.json for one game per variant).
-Every number in a sentence is read from those files; the sentences live in report_text.py and
-the figures in report_figures.py. The HTML embeds every figure as a base64 PNG and loads
-nothing from elsewhere; the Markdown links the same PNGs in report_figures/.
+summary.json), a variants folder (comparison.json and one folder per variant), a family's
+experiment folder (its marker file and summary.json; the experiment writes its own section) and
+an empirical game from `genmarket compare` (analysis.json, game.parquet; variants.json for one
+game per variant). The family of a folder is read from its manifest, and the words, units,
+figures and reference lines from the family's specifications. Every number in a sentence is
+read from those files; the sentences live in text.py and game_text.py, the figures in
+figures.py and run_figures.py. The HTML embeds every figure as a base64 PNG and loads nothing
+from elsewhere; the Markdown links the same PNGs in report_figures/.
 """
 
 from __future__ import annotations
@@ -15,13 +17,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from genmarket.market.engine.seam import EXPERIMENTS, families
+from genmarket.market.engine.seam import EXPERIMENTS, Family, families
 from genmarket.market.games.compare import profile_slug
 from genmarket.market.reports import figures as F
+from genmarket.market.reports import game_text as G
 from genmarket.market.reports import text as T
 from genmarket.market.reports.document import FIGURES, Doc, read_json
+from genmarket.market.reports.run_figures import (
+    comparison_figure,
+    panel_figures,
+    unraveling_figure,
+    ylabel,
+)
+from genmarket.market.reports.specs import family_for, label, unraveling_columns
+from genmarket.market.scenario import validate_scenario
 
 __all__ = ["write_report"]
+
 
 def _kind(folder: Path) -> str:
     has = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
@@ -37,12 +49,13 @@ def _kind(folder: Path) -> str:
                 return name
     if {"metrics.parquet", "summary.json"} <= has:
         return "run"
+    experiments = "".join(f"an experiment folder of {name} ({EXPERIMENTS.lookup(name).marker}, "
+                          "summary.json), " for fam in families() for name in fam.experiments)
     raise ValueError(
         f"{folder} is not a genmarket folder: expected a run folder (manifest.json, "
         "metrics.parquet, summary.json), a variants folder (manifest.json, comparison.json, a "
-        "run folder per variant), a one-shot folder (auctions.parquet, advertisers.parquet, "
-        "summary.json) or a game folder from `genmarket compare` (manifest.json, game.parquet, "
-        "outcomes.parquet, analysis.json)")
+        f"run folder per variant), {experiments}or a game folder from `genmarket compare` "
+        "(manifest.json, game.parquet, outcomes.parquet, analysis.json)")
 
 
 def write_report(folder: Path) -> tuple[Path, Path]:
@@ -75,8 +88,13 @@ def write_report(folder: Path) -> tuple[Path, Path]:
 # ---------------------------------------------------------------- market runs
 
 
-def _present(df: pd.DataFrame, labels: dict[str, str]) -> dict[str, str]:
-    return {c: v for c, v in labels.items() if c in df and df[c].notna().any()}
+def _validated(sc: dict):
+    """The manifest's scenario validated (for the specs' reference values), or None when it no
+    longer validates (an older or hand-made manifest): then no reference is drawn or stated."""
+    try:
+        return validate_scenario(sc)
+    except (ValueError, TypeError):
+        return None
 
 
 def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None) -> None:
@@ -84,115 +102,95 @@ def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None
     manifest, summary = read_json(folder / "manifest.json"), read_json(folder / "summary.json")
     if metrics is None:
         metrics = pd.read_parquet(folder / "metrics.parquet")
-    sc = manifest["scenario"]
-    money = T.money(sc)
+    sc, family = manifest["scenario"], family_for(manifest)
+    scenario = _validated(sc)
     doc.heading("What was run", level)
-    doc.table(T.setup_table(manifest))
+    doc.table(T.setup_table(manifest, family))
     doc.heading("Findings", level)
-    doc.findings(T.run_sentences(summary, sc))
+    doc.findings(T.run_sentences(summary, sc, family, scenario))
     doc.heading("Over time", level)
     doc.text("Lines are means across replicas; bands are 95% intervals (mean ± 1.96 standard "
              "errors) when there is more than one replica.")
-    for fig, name, caption in _run_figures(metrics, summary, sc, money):
-        doc.figure(fig, name, caption)
-    doc.heading("Summary table", level)
-    doc.table(T.summary_table(summary, money))
-    doc.table(T.groups_table(summary))
-
-
-def _run_figures(metrics: pd.DataFrame, summary: dict, sc: dict, money: str):
     groups = [g["group"] for g in sc["advertisers"]]
-    specs = [
-        ("revenue", {"revenue": "revenue", "welfare": "welfare" if money.startswith("value")
-                     else "advertisers' reward", "optimal_welfare": "optimal welfare"},
-         money, "Revenue and welfare per auction", {}),
-        ("entry", {"entry_rate": "all", "entry_rate_relevant": "relevant",
-                   "entry_rate_irrelevant": "irrelevant",
-                   **{f"entry_rate_{g}": g for g in groups if g not in ("relevant", "irrelevant")}},
-         "share of advertisers entering", "Entry per group", {}),
-        ("bid-ratio", {"mean_bid_ratio": "bid / value"}, "bid / true value", "Bid shading",
-         {"truthful": 1.0}),
-        ("report-ratio", {"mean_report_ratio": "reported / true reward scale"}, "report multiplier",
-         "Reports", {"truthful": 1.0}),
-        ("incentives", {"misreport_gain": "misreport gain", "regret": "regret"}, money,
-         "Incentives: gain from deviating on the grid", {}),
-        ("gains", {"reward_gain": "reward gain", "utility_gain": "utility gain"}, money,
-         "Gain from participating (eq. 19)", {}),
-        ("quality", {"logp_opt": "log π_r(returned reply)", "kl_ref": "KL to reference"}, "nats",
-         "Reply quality", {}),
-    ]
-    for name, labels, ylabel, title, ref in specs:
-        cols = _present(metrics, labels)
-        if cols:
-            yield (F.lines(metrics, cols, ylabel, title, ref), name,
-                   f"{title} against the round ({ylabel}).")
+    for panel, fig in panel_figures(metrics, family, groups, scenario):
+        doc.figure(fig, panel.name, f"{panel.title} against the round ({ylabel(family, panel)}).")
     unr = summary.get("unraveling")
-    if unr and "entry_rate_relevant" in metrics:
-        thr = unr["threshold"]
-        fig = F.lines(metrics, _present(metrics, {"entry_rate_relevant": "relevant",
-                                                  "entry_rate_irrelevant": "irrelevant"}),
-                      "share entering", "Unraveling", {f"threshold {thr:g}": thr})
-        if unr.get("step") is not None:
-            fig.axes[0].axvline(unr["step"], color="C3", ls=":", lw=1)
-        yield (fig, "unraveling", "Relevant vs irrelevant advertisers entering, with the "
-               "unraveling threshold (dashed)" + (f" and the round it unravels, {unr['step']} "
-                                                  "(dotted)." if unr.get("step") is not None
-                                                  else "."))
+    fig = unraveling_figure(metrics, family, unr) if unr else None
+    if fig is not None:
+        relevant, irrelevant = (label(family, c) for c in unraveling_columns(family))
+        doc.figure(fig, "unraveling", f"{relevant.capitalize()} and {irrelevant} against the "
+                   "round, with the unraveling threshold (dashed)"
+                   + (f" and the round it unravels, {unr['step']} (dotted)."
+                      if unr.get("step") is not None else "."))
+    doc.heading("Summary table", level)
+    doc.table(T.summary_table(summary, family))
+    doc.table(T.groups_table(summary))
 
 
 # ---------------------------------------------------------------- variants
 
 
+def _folder_kind(folder: Path) -> str | None:
+    try:
+        return _kind(folder)
+    except ValueError:  # a variant that has not finished
+        return None
+
+
 def _variants(doc: Doc, folder: Path, level: int) -> None:
     manifest, comparison = read_json(folder / "manifest.json"), read_json(folder / "comparison.json")
+    family = family_for(manifest)
     overrides = {v["name"]: {k: x for k, x in v.items() if k != "name"}
                  for v in manifest["scenario"].get("variants") or []}
     # the scenario's order, not comparison.json's alphabetical one
     comparison = {n: comparison[n] for n in [*overrides, *comparison] if n in comparison}
     desc = {n: T.describe_variant(overrides.get(n, {}), n) for n in comparison}
+    kinds = {n: _folder_kind(folder / n) for n in comparison}
     doc.heading("What was run", level)
-    doc.table(T.setup_table(manifest))
+    doc.table(T.setup_table(manifest, family))
     doc.table(pd.DataFrame({"variant": list(desc), "differs in": [
         T.flatten_overrides(overrides.get(n, {})) or "-" for n in desc]}))
-    one_shot = any("cells" in s for s in comparison.values())
+    experiment = next((EXPERIMENTS[k] for k in kinds.values() if k in EXPERIMENTS), None)
     doc.heading("Findings", level)
     metrics: dict[str, pd.DataFrame] = {}  # read once, for the panels and each variant's section
-    if one_shot:
+    if experiment is not None:  # its first finding per variant
         doc.findings([f"{desc[n].capitalize()}: {s}" for n, summ in comparison.items()
-                      for s in T.one_shot_sentences(summ)[:1]])
+                      for s in (experiment.sentences(summ)[:1] if experiment.sentences else [])])
     else:
-        sc = manifest["scenario"]
-        doc.findings(T.variant_sentences(comparison, desc, T.money(sc)))
+        doc.findings(T.variant_sentences(comparison, desc, family))
         doc.heading("Side by side", level)
-        doc.table(T.variants_table(comparison, T.money(sc)))
+        doc.table(T.variants_table(comparison, family))
         metrics = {n: pd.read_parquet(folder / n / "metrics.parquet") for n in comparison
                    if (folder / n / "metrics.parquet").exists()}
-        if metrics:
-            df = pd.concat([m.assign(variant=n) for n, m in metrics.items()], ignore_index=True)
-            cols = _present(df, {c: f"{T.LABELS.get(c, c)} ({T.unit(c, T.money(sc))})"
-                                 for c in T.COMPARED})
-            doc.figure(F.panels(df, cols, "variant"), "comparison",
+        fig = comparison_figure(metrics, family) if metrics else None
+        if fig is not None:
+            doc.figure(fig, "comparison",
                        "Each variant's metrics against the round (95% bands across replicas).")
-            thr = {s["unraveling"]["threshold"] for s in comparison.values() if s.get("unraveling")}
-            if thr and "entry_rate_relevant" in df:
-                fig = F.panels(df, {"entry_rate_relevant": "relevant advertisers entering "
-                                    "(share)"}, "variant")
-                fig.axes[0].axhline(min(thr), ls="--", lw=0.9, color="grey")
-                doc.figure(fig, "unraveling", "Unraveling: the share of relevant advertisers "
-                           f"entering in each variant; dashed: the threshold {min(thr):g}.")
+        _variants_unraveling(doc, comparison, metrics, family)
     for n in comparison:
         doc.heading(f"Variant {n} ({desc[n]})", level)
-        sub = folder / n
-        try:
-            kind = _kind(sub)
-        except ValueError:  # a variant that has not finished
-            kind = None
-        if kind == "run":
-            _run(doc, sub, level + 1, metrics.get(n))
-        elif kind in EXPERIMENTS:
-            EXPERIMENTS[kind].report(doc, sub, level + 1)
+        if kinds[n] == "run":
+            _run(doc, folder / n, level + 1, metrics.get(n))
+        elif kinds[n] in EXPERIMENTS:
+            EXPERIMENTS[kinds[n]].report(doc, folder / n, level + 1)
         else:
             doc.text(f"No run folder at {n}/: only the summary in comparison.json is reported.")
+
+
+def _variants_unraveling(doc: Doc, comparison: dict, metrics: dict[str, pd.DataFrame],
+                         family: Family) -> None:
+    """Each variant's share of relevant advertisers entering, with the unraveling threshold."""
+    pair = unraveling_columns(family)
+    thr = {s["unraveling"]["threshold"] for s in comparison.values() if s.get("unraveling")}
+    if pair is None or not thr or not metrics:
+        return
+    df = pd.concat([m.assign(variant=n) for n, m in metrics.items()], ignore_index=True)
+    if pair[0] not in df:
+        return
+    fig = F.panels(df, {pair[0]: label(family, pair[0])}, "variant")
+    fig.axes[0].axhline(min(thr), ls="--", lw=0.9, color="grey")
+    doc.figure(fig, "unraveling", f"Unraveling: {label(family, pair[0])} in each variant; "
+               f"dashed: the threshold {min(thr):g}.")
 
 
 # ---------------------------------------------------------------- empirical games
@@ -203,14 +201,15 @@ def _game(doc: Doc, folder: Path, level: int) -> None:
     game = pd.read_parquet(folder / "game.parquet")
     outcomes = (pd.read_parquet(folder / "outcomes.parquet")
                 if (folder / "outcomes.parquet").exists() else None)
-    money = T.money(manifest["scenario"])
+    family = family_for(manifest)
+    money = family.money
     doc.heading("What was run", level)
-    doc.table(T.setup_table(manifest))
-    doc.table(T.roles_table(manifest))
+    doc.table(T.setup_table(manifest, family))
+    doc.table(G.roles_table(manifest))
     doc.heading("Findings", level)
-    doc.findings(T.game_sentences(analysis, manifest, outcomes, money))
+    doc.findings(G.game_sentences(analysis, manifest, outcomes, family))
     doc.heading("Equilibria", level)
-    doc.table(T.equilibria_table(analysis))
+    doc.table(G.equilibria_table(analysis))
     doc.heading("Payoffs", level)
     shown = _leading(analysis, game["profile"].unique())
     some = (f" The {len(shown)} profiles with the most α-Rank mass (then least regret) of "
@@ -228,16 +227,15 @@ def _game(doc: Doc, folder: Path, level: int) -> None:
                    "Profitable unilateral deviations between profiles, labelled by the "
                    f"deviator's gain ({money}).")
     if outcomes is not None and len(outcomes):
-        cols = {c: f"{T.LABELS.get(c, c)} ({T.unit(c, money)})"
-                for c in ("revenue", "welfare", "entry_rate") if c in outcomes}
+        cols = G.outcome_columns(family, outcomes.columns)
         doc.figure(F.outcome_bars(outcomes[outcomes["profile"].isin(shown)], cols), "outcomes",
                    f"Market outcomes per profile: means across seeds with 95% intervals.{some}")
     if analysis.get("alpha_rank"):
         doc.figure(F.alpha_rank(analysis["alpha_rank"]), "alpha-rank",
                    "α-Rank stationary mass of each profile (largest 20).")
     doc.heading("Profiles", level)
-    doc.table(T.profiles_table(analysis, outcomes, money))
-    _support_series(doc, folder, analysis, game, money, level)
+    doc.table(G.profiles_table(analysis, outcomes, family))
+    _support_series(doc, folder, analysis, game, family, level)
 
 
 def _leading(analysis: dict, profiles, k: int = 40) -> list[str]:
@@ -252,7 +250,7 @@ def _leading(analysis: dict, profiles, k: int = 40) -> list[str]:
 
 
 def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
-                    money: str, level: int) -> None:
+                    family: Family, level: int) -> None:
     """Revenue and entry over time in the profiles that play only equilibrium strategies."""
     played = game[game["count"] > 0].groupby("profile")[["role", "strategy"]].apply(
         lambda d: set(zip(d["role"], d["strategy"], strict=True)))
@@ -268,8 +266,7 @@ def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
     if not frames:
         return
     df = pd.concat(frames, ignore_index=True)
-    cols = {c: f"{T.LABELS.get(c, c)} ({T.unit(c, money)})"
-            for c in ("revenue", "entry_rate") if c in df}
+    cols = G.outcome_columns(family, df.columns, ("revenue", "entry_rate"))
     doc.heading("Equilibrium profiles over time", level)
     doc.figure(F.panels(df, cols, "profile"), "support-series",
                "Revenue and entry against the round in the profiles that play only strategies "

@@ -1,11 +1,13 @@
 """Seaborn figures of a run folder's metrics: one PNG per panel of the family's metric
-specifications (`<panel>.png`), with the specs' reference lines.
+specifications (`<panel>.png`), with the specs' reference lines; the variants' comparison; and,
+for the report, unraveling against its threshold.
 
 Bands are 95% confidence intervals across replicas when the run has more than one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib
@@ -14,11 +16,14 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from genmarket.market.engine.seam import ENGINE_METRICS, Family, Panel, family_of  # noqa: E402
 from genmarket.market.reports import figures as F  # noqa: E402
+from genmarket.market.reports.specs import compared, label, unit, unraveling_columns  # noqa: E402
 
-__all__ = ["panel_columns", "write_comparison", "write_figures"]
+__all__ = ["comparison_columns", "comparison_figure", "panel_columns", "panel_figures",
+           "unraveling_figure", "write_comparison", "write_figures", "ylabel"]
 
 
 def _save(fig, path: Path) -> Path:
@@ -51,27 +56,63 @@ def ylabel(family: Family, panel: Panel) -> str:
     return family.money if panel.ylabel == "money" else panel.ylabel
 
 
+def panel_figures(metrics: pd.DataFrame, family: Family, groups: list[str],
+                  scenario=None) -> Iterator[tuple[Panel, Figure]]:
+    """(panel, figure) for each of the family's panels with a column that has a number."""
+    for panel in family.panels:
+        cols, refs = panel_columns(family, panel, groups, scenario, metrics)
+        if cols:
+            yield panel, F.lines(metrics, cols, ylabel(family, panel), panel.title, refs or None)
+
+
 def write_figures(metrics: pd.DataFrame, folder: Path, scenario) -> list[Path]:
     """Write one PNG per panel of the scenario's family; return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
     family = family_of(scenario.mechanism.kind)
     groups = [g.group for g in scenario.advertisers]
-    out = []
-    for panel in family.panels:
-        cols, refs = panel_columns(family, panel, groups, scenario, metrics)
-        if cols:
-            fig = F.lines(metrics, cols, ylabel(family, panel), panel.title, refs or None)
-            out.append(_save(fig, folder / f"{panel.name}.png"))
+    return [_save(fig, folder / f"{panel.name}.png")
+            for panel, fig in panel_figures(metrics, family, groups, scenario)]
+
+
+def comparison_columns(family: Family, df: pd.DataFrame) -> dict[str, str]:
+    """column -> 'label (unit)' of the compared metrics with a number in `df`."""
+    out = {}
+    for spec in compared(family):
+        if spec.name in df and df[spec.name].notna().any():
+            u = unit(family, spec.name)
+            out[spec.name] = label(family, spec.name) + (f" ({u})" if u else "")
     return out
 
 
-def write_comparison(metrics: dict[str, pd.DataFrame], folder: Path, family: Family) -> Path:
-    """One panel per compared metric the variants' runs share, a line per variant; writes
-    comparison.png and returns its path."""
+def comparison_figure(metrics: dict[str, pd.DataFrame], family: Family) -> Figure | None:
+    """One panel per compared metric the variants' runs have, a line per variant (None when
+    they have none)."""
+    df = pd.concat([m.assign(variant=name) for name, m in metrics.items()], ignore_index=True)
+    cols = comparison_columns(family, df)
+    return F.panels(df, cols, "variant") if cols else None
+
+
+def write_comparison(metrics: dict[str, pd.DataFrame], folder: Path, family: Family) -> Path | None:
+    """Write comparison.png (see `comparison_figure`) and return its path (None: nothing to
+    compare)."""
     folder.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
-    df = pd.concat([m.assign(variant=name) for name, m in metrics.items()], ignore_index=True)
-    cols = {s.name: s.label for s in family.metrics
-            if s.compared and s.name in df and df[s.name].notna().any()}
-    return _save(F.panels(df, cols, "variant", xlabel="round"), folder / "comparison.png")
+    fig = comparison_figure(metrics, family)
+    return _save(fig, folder / "comparison.png") if fig is not None else None
+
+
+def unraveling_figure(metrics: pd.DataFrame, family: Family, unraveling: dict) -> Figure | None:
+    """The share of relevant (and irrelevant) advertisers entering against the round, with the
+    unraveling threshold (dashed) and the round the market unravels (dotted); None when the
+    family tracks no unraveling or the run has no such column."""
+    pair = unraveling_columns(family)
+    if pair is None or pair[0] not in metrics:
+        return None
+    cols = {c: label(family, c) for c in pair if c in metrics and metrics[c].notna().any()}
+    thr = unraveling["threshold"]
+    fig = F.lines(metrics, cols, "share of advertisers entering", "Unraveling",
+                  {f"threshold {thr:g}": thr})
+    if unraveling.get("step") is not None:
+        fig.axes[0].axvline(unraveling["step"], color="C3", ls=":", lw=1)
+    return fig

@@ -15,9 +15,9 @@ import pandas as pd
 from genmarket.market.engine.seam import ENGINE_METRICS, WORLDS, Family, MetricSpec
 from genmarket.market.reports.specs import compared, label, unit, unraveling_columns
 
-__all__ = ["describe_variant", "flatten_overrides", "fmt", "groups_table", "pm", "run_sentences",
-           "setup_table", "spec_text", "summary_table", "truthful", "unraveling_sentence",
-           "variant_sentences", "variants_table"]
+__all__ = ["delegated", "describe_variant", "flatten_overrides", "fmt", "groups_table", "pm",
+           "run_sentences", "setup_table", "spec_text", "summary_table", "truthful",
+           "unraveling_sentence", "variant_sentences", "variants_table"]
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -294,10 +294,11 @@ def variant_sentences(comparison: dict, desc: dict, family: Family) -> list[str]
         hi = {n: s["metrics"][k] + (s.get("ci95", {}).get(k) or 0.0) for n, s in have.items()}
         best = max(have, key=lambda n: have[n]["metrics"][k])
         clear = all(lo[best] > hi[n] for n in have if n != best)  # intervals apart
-        u = unit(family, k)
+        u = _after(unit(family, k)).strip()
+        others = "other's" if len(have) == 2 else "others'"
         out.append(f"{_capital(label(family, k))}{f' ({u})' if u else ''} {where}: {parts}"
                    + (f"; highest {desc[best]}, its 95% interval clear of the "
-                      f"{'other' if len(have) == 2 else 'others'}'." if clear
+                      f"{others}." if clear
                       else "; the 95% intervals overlap."))
     return out
 

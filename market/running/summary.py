@@ -45,14 +45,15 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
         for name, df in aw.groupby("group", sort=True):
             row = {"entry_rate": num(df["entered"].mean()),
                    f"mean_{acted}_ratio": num(df["ratio"].mean())}
-            for col in ("utility", "payment", "won", "reward"):
-                if col in df:
+            for col in family.record:  # the ledger fields, not the type or the choice
+                if col not in ("value", "report", "bid", "entered") and col in df:
                     row[col] = num(df[col].mean())
             groups[str(name)] = row
         out["groups"] = groups
     relevant = next((s.name for s in family.metrics if s.unraveling), None)
     if relevant is not None and relevant in metrics:
         share = metrics.groupby("step")[relevant].mean()
+        others = relevant.replace("_relevant", "_irrelevant")
         # unravelled from the first collected step after which the share never comes back up
         above = share[share >= unraveling_threshold]
         later = share.index if above.empty else share.index[share.index > above.index[-1]]
@@ -60,7 +61,7 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
             "threshold": unraveling_threshold,
             "step": int(later[0]) if len(later) else None,
             "relevant_share_final": num(share.iloc[-1]),
-            "irrelevant_share_window": num(window[relevant.replace("_relevant", "_irrelevant")].mean()),
+            "irrelevant_share_window": num(window[others].mean()) if others in window else None,
         }
     return out
 

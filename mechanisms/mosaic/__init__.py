@@ -17,7 +17,11 @@ from genmarket.mechanisms.mosaic.adapter import MosaicAdapter
 from genmarket.mechanisms.mosaic.mechanism import Mosaic, MosaicBatch, MosaicOutcome
 from genmarket.mechanisms.mosaic.metrics import METRICS, PANELS
 from genmarket.mechanisms.mosaic.oneshot import describe_one_shot, run_one_shot
-from genmarket.mechanisms.mosaic.oneshot_report import one_shot_report, one_shot_table
+from genmarket.mechanisms.mosaic.oneshot_report import (
+    one_shot_report,
+    one_shot_sentences,
+    one_shot_table,
+)
 from genmarket.mechanisms.mosaic.settings import MosaicSettings, OneShot, check
 
 __all__ = ["FAMILY", "ONE_SHOT", "Mosaic", "MosaicAdapter", "MosaicBatch", "MosaicOutcome",
@@ -56,6 +60,7 @@ ONE_SHOT = Experiment(
     table=one_shot_table,
     report=one_shot_report,
     marker="auctions.parquet",
+    sentences=one_shot_sentences,
 )
 
 FAMILY = Family(

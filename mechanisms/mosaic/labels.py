@@ -1,4 +1,4 @@
-"""Words for MOSAIC's generators and the one-shot experiment's columns."""
+"""Words and units for MOSAIC's generators and the one-shot experiment's columns."""
 
 GENERATORS = {"reference": "baseline (π_ref)", "context": "context-aware (π_gen)"}
 
@@ -10,3 +10,7 @@ LABELS = {
     "gain_correlation_no_offset": "corr(reward gain, utility gain), no offset",
     "ir_share": "share with utility gain ≥ 0",
 }
+
+# the one-shot columns not in reward units (money: reward units per auction)
+UNITS = {"logp_opt": "nats", "kl_ref": "nats", "gain_correlation": "Pearson r",
+         "gain_correlation_no_offset": "Pearson r", "ir_share": "share of advertisers"}

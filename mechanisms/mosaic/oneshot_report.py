@@ -6,17 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 from rich.table import Table
 
 from genmarket.market.reports import figures as F
-from genmarket.market.reports import text as T
 from genmarket.market.reports.document import Doc, read_json
-from genmarket.mechanisms.mosaic.labels import GENERATORS, LABELS
+from genmarket.market.reports.specs import family_for
+from genmarket.market.reports.text import fmt, pm, setup_table
+from genmarket.mechanisms.mosaic.labels import GENERATORS, LABELS, UNITS
+from genmarket.mechanisms.mosaic.oneshot_figures import _against_m
 
-__all__ = ["cells_table", "one_shot_report", "one_shot_sentences", "one_shot_table"]
-
-fmt, pm, unit = T.fmt, T.pm, T.unit
-_json = read_json
+__all__ = ["against_m", "cells_against_m", "cells_table", "one_shot_report", "one_shot_sentences",
+           "one_shot_table"]
 
 
 def one_shot_sentences(summary: dict) -> list[str]:
@@ -89,7 +90,8 @@ def cells_table(summary: dict) -> pd.DataFrame:
                "auctions": c.get("auctions")}
         for k in cols:
             if k in c:
-                row[f"{LABELS.get(k, k)} ({unit(k, 'reward units')})"] = pm(c[k], c.get(k + "_ci95"))
+                row[f"{LABELS.get(k, k)} ({UNITS.get(k, 'reward units')})"] = pm(c[k],
+                                                                          c.get(k + "_ci95"))
         for k in ("gain_correlation", "gain_correlation_no_offset", "ir_share"):
             if k in c:
                 row[LABELS[k]] = fmt(c[k], 3)
@@ -99,14 +101,37 @@ def cells_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def against_m(auctions: pd.DataFrame, y: str, ylabel: str, title: str,
+              reference: dict[str, float] | None = None) -> Figure:
+    """Mean of `y` per generator against the number of candidates M, 95% band over auctions,
+    with dotted reference lines (label -> value)."""
+    fig, ax = F.plt.subplots(figsize=(6.5, 3.8), dpi=100)
+    _against_m(ax, auctions, y, title, ylabel)
+    for label, value in (reference or {}).items():
+        ax.axhline(value, ls=":", color="grey", lw=1)
+        ax.annotate(label, (auctions["M"].min(), value), fontsize=8, color="grey", va="bottom")
+    return F.done(fig)
+
+
+def cells_against_m(cells: pd.DataFrame, columns: dict[str, str], ylabel: str,
+                    title: str) -> Figure:
+    """Per-cell numbers (one per generator and M) against M; `columns` maps column -> style."""
+    long = cells.melt(id_vars=["generator", "M"], value_vars=list(columns), var_name="rule",
+                      value_name="y")
+    long["rule"] = long["rule"].map(columns)
+    fig, ax = F.plt.subplots(figsize=(6.5, 3.8), dpi=100)
+    F.sns.lineplot(data=long, x="M", y="y", hue="generator", style="rule", marker="o", ax=ax)
+    ax.set(xlabel="number of candidates M", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return F.done(fig)
 
 
 def one_shot_report(doc: Doc, folder: Path, level: int) -> None:
-    summary = _json(folder / "summary.json")
+    summary = read_json(folder / "summary.json")
     auctions = pd.read_parquet(folder / "auctions.parquet")
-    manifest = _json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
+    manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
     doc.heading("What was run", level)
-    doc.table(T.setup_table(manifest) if manifest else None)
+    doc.table(setup_table(manifest, family_for(manifest)) if manifest else None)
     doc.heading("Findings", level)
     doc.findings(one_shot_sentences(summary))
     doc.heading("Against the number of candidates", level)
@@ -123,14 +148,14 @@ def one_shot_report(doc: Doc, folder: Path, level: int) -> None:
             ("kl_ref", "nats", "KL divergence of the reply distribution to the reference", None)]
     for col, ylabel, title, ref in figs:
         if col in auctions:
-            doc.figure(F.against_m(auctions, col, ylabel, title, lab, ref), col,
+            doc.figure(against_m(auctions, col, ylabel, title, ref), col,
                        f"{title} against M; {ylabel}.")
     cells = pd.DataFrame(summary["cells"])
     if {"gain_correlation", "gain_correlation_no_offset"} <= set(cells):
         cells = cells.assign(generator=cells["generator"].map(lambda g: lab.get(g, g)))
-        doc.figure(F.cells_against_m(cells, {"gain_correlation": "with offset",
-                                             "gain_correlation_no_offset": "without offset"},
-                                     "Pearson r", "Correlation of reward gain and utility gain"),
+        doc.figure(cells_against_m(cells, {"gain_correlation": "with offset",
+                                           "gain_correlation_no_offset": "without offset"},
+                                   "Pearson r", "Correlation of reward gain and utility gain"),
                    "correlation", "Pearson correlation of advertisers' reward gain and utility "
                    "gain, with and without the offset, against M.")
     doc.heading("Summary table", level)
