@@ -42,9 +42,11 @@ class MetricSpec:
     label — words for axes and tables. unit — "money" (the family's money unit), "share",
     "ratio", "nats" or "" (plain number). panel — the figure it is drawn in (metrics with the
     same panel share one); None: not drawn. reference — theory values for reference lines, a
-    function of the scenario returning {label: value} (empty where no theory applies). unraveling — the share of relevant
-    advertisers entering, from which the summary reads unraveling. compared — shown when
-    variants are compared. per_group — one column per advertiser group.
+    function of the scenario returning {label: value} (empty where no theory applies).
+    unraveling — the share of relevant advertisers entering, from which the summary reads
+    unraveling (its name ends in `_relevant`; the column named with `_irrelevant` instead, if
+    the family has one, is the share of the others drawn in). compared — shown when variants
+    are compared. per_group — one column per advertiser group.
     """
 
     name: str
