@@ -89,6 +89,14 @@ class AdvertiserGroup:
         return self.bidder.bids_at_values(alt, u_bid, t)
 
 
+def per_group(groups: list[AdvertiserGroup], fn, *tensors: Tensor, dim: int = -1) -> Tensor:
+    """Apply fn(group, *its column slices of `tensors`) to every group and concatenate the results
+    along the advertiser dimension `dim` (-1 for [..., n] results, 2 for [R, B, n, k])."""
+    if len(groups) == 1:
+        return fn(groups[0], *tensors)
+    return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in groups], dim=dim)
+
+
 class Advertiser(mesa.Agent):
     """One advertiser: private type (value distribution), strategies (its group's) and a ledger.
 

@@ -1,7 +1,7 @@
 """Market engine speed: batched torch rounds against plain Python loops, in the same run.
 
 1. Second price, 10 Hedge bidders (31 multipliers, full feedback), 1,024 auctions per round:
-   bidder-auctions per second of `AuctionMarket.step()` (values, bids, clearing, every grid
+   bidder-auctions per second of `Market.step()` (values, bids, clearing, every grid
    action's counterfactual utility, Hedge update), and of the same round written as a Python loop
    over auctions (numpy only for the Hedge weights), in two versions: one that re-clears the
    auction for every counterfactual bid, as a loop treating the mechanism as a black box must
@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from genmarket.market.engine.market import Market as AuctionMarket  # noqa: E402
+from genmarket.market.engine.market import Market  # noqa: E402
 from genmarket.market.running.runner import keep_freed_memory  # noqa: E402
 from genmarket.market.scenario import validate_scenario  # noqa: E402
 
@@ -72,9 +72,9 @@ def qlearning_scenario(device: str, steps: int, replicas: int = 1000) -> dict:
 
 
 def time_market(data: dict, steps: int, warmup: int = 20, repeats: int = 3) -> float:
-    """Seconds per round of AuctionMarket.step(): the best of `repeats` timed blocks of `steps`
+    """Seconds per round of Market.step(): the best of `repeats` timed blocks of `steps`
     rounds after `warmup` rounds (the minimum is the least noisy estimate on a shared machine)."""
-    model = AuctionMarket(validate_scenario(data))
+    model = Market(validate_scenario(data))
     run_rounds(model, warmup)
     return min(run_rounds(model, steps) for _ in range(repeats)) / steps
 
@@ -88,7 +88,7 @@ Q_PHASES = (0, 300_000, 900_000)
 def time_qlearning_phases(data: dict, steps: int, settle: int = 2000) -> list[float]:
     """Seconds per round at each step of Q_PHASES: the step counter jumps there (epsilon follows
     it), `settle` rounds run, then the best of 3 blocks of `steps` rounds is taken."""
-    model = AuctionMarket(validate_scenario(data))
+    model = Market(validate_scenario(data))
     times = []
     for at in Q_PHASES:
         model.steps = max(model.steps, at)
@@ -97,7 +97,7 @@ def time_qlearning_phases(data: dict, steps: int, settle: int = 2000) -> list[fl
     return times
 
 
-def run_rounds(model: AuctionMarket, rounds: int) -> float:
+def run_rounds(model: Market, rounds: int) -> float:
     """Wall seconds of `rounds` consecutive model steps, the device synchronised at both ends."""
     sync(model.device)
     t0 = time.perf_counter()
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     q = sum(phases) / len(phases)
     full = None
     if args.q_full:  # a whole run from the start: no best-of, the real cost
-        full = run_rounds(AuctionMarket(validate_scenario(qlearning_scenario(dev, 10**7))), 10**6)
+        full = run_rounds(Market(validate_scenario(qlearning_scenario(dev, 10**7))), 10**6)
     naive_q = naive_qlearning_rate()
     big = qlearning_scenario(dev, 10**7, replicas=1)
     big["advertisers"][0]["count"] = 2000

@@ -89,7 +89,7 @@ def median_seconds(fn, device: str, reps: int, warmup: int = 10) -> float:
 
 
 def naive_auction(bids, present, noise, ctrs, reserve, rule):
-    """One auction in plain Python, read off the rules in mechanisms/classic.py."""
+    """One auction in plain Python, read off the rules in mechanisms/classic/auctions.py."""
     n, S = len(bids), len(ctrs)
     order = sorted((i for i in range(n) if present[i]), key=lambda i: (bids[i], noise[i], -i))
     order.reverse()

@@ -138,10 +138,10 @@ def cmd_run(args) -> int:
               f"  genmarket run {args.scenario} --out {folder} --resume", file=sys.stderr)
         return 130
     if scenario.variants:
+        subs = dict(scenario.variant_scenarios())
         for name, summary in res.summary.items():
             out.print(f"[bold]variant {name}[/bold]")
-            sub = dict(scenario.variant_scenarios())[name]
-            out.print(_table(sub, summary))
+            out.print(_table(subs[name], summary))
         out.print(f"run folder: {res.folder} (one sub-folder per variant; comparison.json, "
                   f"figures/comparison.png)  {res.seconds:.1f} s")
         return 0

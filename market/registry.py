@@ -18,12 +18,18 @@ __all__ = ["Registry", "plugin_entry_points"]
 
 T = TypeVar("T")
 
-_ENTRY_POINTS: dict[str, dict[str, importlib.metadata.EntryPoint]] = {}
+_SCANS: dict[str, tuple[object, dict[str, importlib.metadata.EntryPoint]]] = {}
 
 
 def plugin_entry_points(group: str) -> dict[str, importlib.metadata.EntryPoint]:
-    """The entry points of `group`, name -> EntryPoint (read from the installed metadata)."""
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=group)}
+    """The entry points of `group`, name -> EntryPoint (read from the installed metadata once
+    per process: a scan costs milliseconds, and scenarios are validated often)."""
+    scan = importlib.metadata.entry_points  # looked up each time, so that tests can patch it
+    cached = _SCANS.get(group)
+    if cached is None or cached[0] is not scan:
+        cached = (scan, {ep.name: ep for ep in scan(group=group)})
+        _SCANS[group] = cached
+    return dict(cached[1])
 
 
 def _identity(obj: Any) -> tuple[str, str]:
@@ -69,7 +75,8 @@ class Registry(dict, Generic[T]):
         self.generation += 1
 
     def pop(self, key, *default):
-        self.generation += 1
+        if key in self:
+            self.generation += 1
         return super().pop(key, *default)
 
     def plugins(self) -> dict[str, importlib.metadata.EntryPoint]:
@@ -86,7 +93,11 @@ class Registry(dict, Generic[T]):
             self.register(name, self._load(name, ep))
 
     def _load(self, name: str, ep: importlib.metadata.EntryPoint) -> T:
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plug-in: say which, instead of a bare traceback
+            raise ValueError(f"entry point '{name}' ({ep.value}) of {self.group} could not be "
+                             f"loaded: {type(exc).__name__}: {exc}") from exc
         problem = self.check(obj) if self.check is not None else None
         if problem:
             raise ValueError(f"entry point '{name}' ({ep.value}) of {self.group}: {problem}")

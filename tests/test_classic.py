@@ -187,7 +187,7 @@ def build(name: str, inst: dict):
 
 
 def oracle(name: str, inst: dict) -> tuple[list, list, list]:
-    """Scalar Python reading of the rules in mechanisms/classic.py's docstring."""
+    """Scalar Python reading of the rules in mechanisms/classic/auctions.py's docstring."""
     mech, b = build(name, inst), inst["batch"]
     c, r = list(mech.ctrs), mech.reserve
     S = len(c)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genmarket.market.engine.market import Market as AuctionMarket
+from genmarket.market.engine.market import Market
 from genmarket.market.running.runner import Interrupted, run_scenario
 from genmarket.market.scenario import validate_scenario
 
@@ -162,7 +162,7 @@ def test_ledger_matches_metrics(scenario_dict):
     """Every round collected: revenue rows x auctions = the advertisers' cumulative payments."""
     scenario_dict["metrics"]["every"] = 1
     scenario_dict["mechanism"] = {"kind": "gsp", "ctrs": [1.0, 0.5], "reserve": 0.1}
-    model = AuctionMarket(validate_scenario(scenario_dict))
+    model = Market(validate_scenario(scenario_dict))
     revenue = np.zeros(model.R)
     welfare_ok = True
     for _ in range(30):
@@ -255,7 +255,7 @@ def test_qlearning_market_fast_paths_change_no_number(scenario_dict, monkeypatch
         "epsilon": {"start": 1.0, "decay": 1e-2}}
 
     def run_rounds():
-        model = AuctionMarket(validate_scenario(d))
+        model = Market(validate_scenario(d))
         for _ in range(d["steps"]):
             model.step()
         return model.groups[0].bidder.strategy.Q.clone(), model._sums.clone()
@@ -338,7 +338,7 @@ def test_cli_run_writes_the_run_folder(tmp_path):
 def test_cuda_without_gpu_is_a_clear_error(scenario_dict):
     scenario_dict["device"] = "cuda"
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        AuctionMarket(validate_scenario(scenario_dict))
+        Market(validate_scenario(scenario_dict))
 
 
 def _toml(d, prefix=""):
@@ -380,7 +380,7 @@ def test_cuda_gives_the_cpu_market(scenario_dict):
     d["metrics"]["every"] = 1
     out = {}
     for device in ("cpu", "cuda"):
-        model = AuctionMarket(validate_scenario({**d, "device": device}))
+        model = Market(validate_scenario({**d, "device": device}))
         rows = []
         for _ in range(10):
             model.step()

@@ -1,4 +1,4 @@
-"""MOSAIC (mechanisms/mosaic.py): Theorem 5.1, Lemmas 5.2 and 5.3, the offset, invariance to
+"""MOSAIC (mechanisms/mosaic/mechanism.py): Theorem 5.1, Lemmas 5.2 and 5.3, the offset, invariance to
 shifted reports, convergence of the outcome's law to pi_r, the batched deviations against a
 naive loop over run(), and numerical stability."""
 

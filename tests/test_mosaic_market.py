@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from genmarket.market.engine.market import Market as MosaicMarket
+from genmarket.market.engine.market import Market
 from genmarket.market.running.runner import Interrupted, run_scenario
 from genmarket.market.scenario import ScenarioError, validate_scenario
 from genmarket.mechanisms.mosaic import MosaicBatch
@@ -96,7 +96,7 @@ def random_round(model, seed):
 def test_outside_option_is_the_reward_of_the_reply_made_without_the_advertiser(mosaic_dict):
     """The toggled worlds match a direct computation: regenerate without advertiser i's
     description, run the mechanism without i, take i's expected true reward."""
-    model = MosaicMarket(validate_scenario(mosaic_dict)).adapter
+    model = Market(validate_scenario(mosaic_dict)).adapter
     n, M = model.n, model.M
     q, u, noise, mask, m = random_round(model, 0)
     scale = m.clone()
@@ -117,7 +117,7 @@ def test_outside_option_is_the_reward_of_the_reply_made_without_the_advertiser(m
 
 def test_reference_generator_outside_option_uses_the_same_candidates(mosaic_dict):
     mosaic_dict["mechanism"]["generator"] = "reference"
-    model = MosaicMarket(validate_scenario(mosaic_dict)).adapter
+    model = Market(validate_scenario(mosaic_dict)).adapter
     q, u, noise, mask, m = random_round(model, 1)
     mask = torch.ones_like(mask)
     cand = model._candidates(q, mask, u)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genmarket.market.engine.market import Market as AuctionMarket
+from genmarket.market.engine.market import Market
 from genmarket.market.scenario import ScenarioError, validate_scenario
 from genmarket.strategies.base import STRATEGIES, Strategy, register_strategy
 
@@ -39,7 +39,7 @@ def test_plugin_strategy_runs_from_a_scenario(scenario_dict, lowest_plugin):
         "kind": "test_lowest", "index": 2, "multipliers": {"low": 0.5, "high": 1.0, "n": 6}}
     sc = validate_scenario(scenario_dict)
     assert sc.advertisers[0].strategy.params() == {"index": 2}
-    model = AuctionMarket(sc)
+    model = Market(sc)
     for _ in range(5):
         model.step()
     rec = model.last_round

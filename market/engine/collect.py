@@ -30,15 +30,13 @@ def _agent_value(name: str, agent) -> float:
 
 
 class MarketCollector(mesa.DataCollector):
-    """DataCollector with a column per metric (replica mean) and per agent field; `base` is the
-    step that its first row stands for."""
+    """DataCollector with a column per metric (replica mean) and per agent field."""
 
-    def __init__(self, metrics: list[str], fields: list[str] | None, base: int):
+    def __init__(self, metrics: list[str], fields: list[str] | None):
         super().__init__(
             model_reporters={m: partial(_model_value, m) for m in metrics},
             agent_reporters={f: partial(_agent_value, f) for f in fields} if fields else None,
         )
-        self.base = base
 
     def skip_step(self) -> None:
         """A step without collection: a NaN row, so that row s stays step s."""

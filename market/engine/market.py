@@ -13,7 +13,7 @@ scenario, `running` false once the scenario's rounds are done), every advertiser
 `mesa.Agent` created with `Advertiser.create_agents`, and `datacollector` is a DataCollector
 with one column per metric, so `mesa.batch_run(Market, {"scenario": path, "seed": [...]})`
 works. Decisions are not made by calling each agent in turn: a group's advertisers share one
-vectorised strategy over [R, A] (DESIGN rule 3), so a round calls each group once.
+vectorised strategy over [R, A], so a round calls each group once.
 """
 
 from __future__ import annotations
@@ -26,11 +26,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genmarket.agents.advertiser import Advertiser, AdvertiserGroup
+from genmarket.agents.advertiser import Advertiser, AdvertiserGroup, per_group
 from genmarket.market.engine import streams as S
 from genmarket.market.engine.collect import MarketCollector
 from genmarket.market.engine.device import resolve_device
-from genmarket.market.engine.seam import WORLDS, Cleared, MarketSpec, Round, family_of
+from genmarket.market.engine.seam import (
+    ENGINE_METRICS,
+    WORLDS,
+    Cleared,
+    MarketSpec,
+    Round,
+    family_of,
+)
 from genmarket.market.scenario import Scenario, load_scenario, validate_scenario
 from genmarket.market.scenario.merge import deep_merge, nested_overrides
 
@@ -94,8 +101,10 @@ class Market(mesa.Model):
         self._learning_reporters = [g for g in self.groups if g.reporter is not None and g.reporter.learns]
         self._entered_rounds = torch.zeros((self.R, self.n), dtype=torch.int64, device=self.device)
         self._sums = torch.zeros((3, self.R, self.n), dtype=torch.float64, device=self.device)
-        self.metric_names = [s.name for s in self.family.metrics] + [
-            f"entry_rate_{g.name}" for g in self.groups]
+        names = [g.name for g in self.groups]
+        # the family's columns in its order, then the engine's; per-group specs once per group
+        self.metric_names = [c for s in (*self.family.metrics, *ENGINE_METRICS)
+                             for c in ([s.column(g) for g in names] if s.per_group else [s.name])]
         self.step_metrics: dict[str, np.ndarray] | None = None
         self.last_round: dict[str, np.ndarray] | None = None
         self.collected_means: dict[str, float] = {}
@@ -132,11 +141,11 @@ class Market(mesa.Model):
             self._constant_values = consts.expand(self.R, self.B, self.n)
 
     def new_collector(self) -> MarketCollector:
-        """A fresh DataCollector whose first row is the next step (the runner starts one after
-        each checkpoint, once the rows so far are on disk)."""
+        """A fresh DataCollector. The runner starts one after each checkpoint, once the rows so
+        far are on disk, so that a long run does not hold them all; its row k is then step
+        c + 1 + k after a checkpoint at step c (row s is step s for a model stepped directly)."""
         fields = list(self.family.record) if self.scenario.metrics.agents else None
-        base = 0 if not hasattr(self, "datacollector") else self.steps + 1
-        return MarketCollector(self.metric_names, fields, base)
+        return MarketCollector(self.metric_names, fields)
 
     def take_rows(self) -> tuple[list, list]:
         """The per-replica rows collected since the last call, handed over and forgotten."""
@@ -149,11 +158,7 @@ class Market(mesa.Model):
         return self.agents_by_type[Advertiser]
 
     def _per_group(self, fn, *tensors: Tensor, dim: int = -1) -> Tensor:
-        """Apply fn(group, *column slices) per group; concatenate along the advertiser dim `dim`
-        of the results (-1 for [..., n] results, 2 for [R, B, n, k])."""
-        if len(self.groups) == 1:
-            return fn(self.groups[0], *tensors)
-        return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in self.groups], dim=dim)
+        return per_group(self.groups, fn, *tensors, dim=dim)
 
     # ------------------------------------------------------------------ one round
 
@@ -230,15 +235,19 @@ class Market(mesa.Model):
     def _collect(self, rnd: Round, cleared: Cleared) -> None:
         metrics = self.adapter.metrics(rnd, cleared)
         ent = rnd.entered.to(rnd.values.dtype)
-        for g in self.groups:
+        for g in self.groups:  # ENGINE_METRICS
             metrics[f"entry_rate_{g.name}"] = ent[:, g.cols].mean(-1)
+        if list(metrics) != self.metric_names:
+            raise RuntimeError(f"family {self.family.name!r}: its adapter's metrics "
+                               f"{list(metrics)} are not its specifications' {self.metric_names}")
         arrays = {k: x.double().cpu().numpy() for k, x in metrics.items()}
         arrays["step"] = np.full(self.R, self.steps, dtype=np.int64)
         self.step_metrics = arrays
         self.last_round = {k: x.cpu().numpy() if isinstance(x, Tensor) else x
                            for k, x in self.adapter.record(rnd, cleared).items()}
         self.rows.append((self.steps, arrays))
-        self.collected_means = {k: float(np.mean(arrays[k])) for k in self.metric_names}
+        means = np.stack([arrays[k] for k in self.metric_names]).mean(1)
+        self.collected_means = dict(zip(self.metric_names, means.tolist(), strict=True))
         if self.scenario.metrics.agents:
             self.agent_rows.append((self.steps, self.last_round))
             self.agent_means = {k: x.mean(0) for k, x in self.last_round.items()}
@@ -272,8 +281,8 @@ class Market(mesa.Model):
                 for k, v in obj.state_dict().items():
                     state[f"{g.name}.{role}.{k}"] = v
         own = getattr(self.adapter, "state_dict", None)
-        if own is not None:
-            state.update({f"adapter.{k}": v for k, v in own().items()})
+        if own is not None:  # "_adapter." cannot meet a group name (they start with a letter)
+            state.update({f"_adapter.{k}": v for k, v in own().items()})
         return {k: v.detach().contiguous() for k, v in state.items()}
 
     def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
@@ -287,5 +296,5 @@ class Market(mesa.Model):
                 obj.load_state_dict(sub)
         own = getattr(self.adapter, "load_state_dict", None)
         if own is not None:
-            own({k[8:]: v.to(self.device) for k, v in state.items() if k.startswith("adapter.")})
+            own({k[9:]: v.to(self.device) for k, v in state.items() if k.startswith("_adapter.")})
         self.running = self.steps < (self.scenario.steps or 0)

@@ -51,7 +51,7 @@ class MetricSpec:
 
     name: str
     label: str
-    unit: str = ""
+    unit: str = ""  # see UNITS
     panel: str | None = None
     reference: Callable[[Any], dict[str, float]] | None = None
     unraveling: bool = False
@@ -90,13 +90,15 @@ class Example:
 class World:
     """A world a family may need: `section` is the scenario's top-level key (`language`),
     `settings` its pydantic model (its docstring's first line, after the colon, says what the
-    section holds), `build(scenario)` the object the adapters receive and `check(scenario)` the
-    rules between the world and the rest of the scenario (raise ValueError with the path)."""
+    section holds), `build(scenario)` the object the adapters receive, `check(scenario)` the
+    rules between the world and the rest of the scenario (raise ValueError with the path) and
+    `describe(section)` one line for reports, from the section as a manifest holds it."""
 
     section: str
     settings: type
     build: Callable[[Any], Any]
     check: Callable[[Any], None] | None = None
+    describe: Callable[[dict], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,10 @@ class Family:
         return None
 
 
+# The words of a MetricSpec's unit in tables and axes ("money" is the family's money unit).
+UNITS = {"share": "share of advertisers", "ratio": "ratio", "nats": "nats", "r": "Pearson r",
+         "": ""}
+
 # Metrics the engine adds to every family's, after them: the entry rate of each group.
 ENGINE_METRICS = (
     MetricSpec("entry_rate_{group}", "{group}", "share", panel="entry", per_group=True),
@@ -194,8 +200,21 @@ def register_experiment(experiment: Experiment) -> Experiment:
 
 
 def families() -> list[Family]:
-    """Every family: the registered ones and those of the entry-point group (loaded)."""
+    """Every family: the registered ones and those of the entry-point group (loaded). Raises
+    ValueError when none is found, when a family is registered under another name than its
+    own, or when two answer to the same mechanism kind."""
     FAMILIES.load_plugins()
+    if not FAMILIES:
+        raise ValueError("no auction families found: genmarket's entry points are missing "
+                         "(install it: pip install -e . in the repository)")
+    owner: dict[str, str] = {}
+    for key, fam in FAMILIES.items():
+        if key != fam.name:
+            raise ValueError(f"family {fam.name!r} is registered under another name, {key!r}")
+        for kind in fam.kinds:
+            if owner.setdefault(kind, fam.name) != fam.name:
+                raise ValueError(f"mechanism kind {kind!r} is claimed by two families: "
+                                 f"{owner[kind]!r} and {fam.name!r}")
     return list(FAMILIES.values())
 
 
@@ -287,6 +306,8 @@ class MarketAdapter(Protocol):
         out, before the entry cost; observed [R, n] bool: whose gain the entry rule may learn from).
     metrics(round, cleared) -> {name: [R]} in the order of the family's metric specs.
     record(round, cleared) -> {column: [R, n]} in the order of `Family.record`.
+    Optional: state_dict() -> {name: Tensor} and load_state_dict(state), for an adapter that
+    keeps state between rounds (checkpoints carry it, under "_adapter.").
     """
 
     def clear(self, rnd: Round) -> Cleared: ...

@@ -15,7 +15,7 @@ Game folder:
     profiles/<slug>.parquet, <slug>.outcomes.parquet   its payoff samples and outcomes, written
                          when it finishes (a rerun of the same command skips it)
     game.parquet         tidy payoff samples: profile, role, strategy, count, seed, payoff
-    outcomes.parquet     per profile and seed: every metric of its run (revenue, welfare, ...)
+    outcomes.parquet     per profile and seed: the family's metrics of its run (revenue, welfare, ...)
     game.json            gameanalysis-style sample game;  payoff_table.csv  OpenSpiel's table
     analysis.json        equilibria with regret and bootstrap intervals, pure regrets, dominated
                          strategies, alpha-rank, the max-welfare and max-revenue profiles
@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genmarket.market.engine.seam import family_of
 from genmarket.market.games.bootstrap import bootstrap_regret
 from genmarket.market.games.dominance import dominated_strategies
 from genmarket.market.games.game import (
@@ -124,7 +125,8 @@ def run_profile(scenario: dict[str, Any], folder: str, profile: str,
             for seed, pay in sel.groupby("replica")["utility"].mean().items():
                 rows.append((profile, role.name, strategy, count, int(seed), float(pay)))
     payoffs = pd.DataFrame(rows, columns=["profile", "role", "strategy", "count", "seed", "payoff"])
-    cols = [c for c in metrics.columns if c not in ("step", "replica")]  # every metric, in order
+    # the family's own metrics (not the per-group entry rates, whose groups differ by profile)
+    cols = [m.name for m in family_of(sc.mechanism.kind).metrics if m.name in metrics]
     outcomes = metrics.groupby("replica")[cols].mean().reset_index().rename(columns={"replica": "seed"})
     outcomes.insert(0, "profile", profile)
     return payoffs, outcomes

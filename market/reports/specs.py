@@ -5,7 +5,7 @@ they ask these functions."""
 
 from __future__ import annotations
 
-from genmarket.market.engine.seam import ENGINE_METRICS, Family, MetricSpec, family_of
+from genmarket.market.engine.seam import ENGINE_METRICS, UNITS, Family, MetricSpec, family_of
 
 __all__ = ["compared", "family_for", "label", "unit", "unraveling_columns"]
 
@@ -40,7 +40,7 @@ def unit(family: Family, column: str) -> str:
     no spec describes it or the number has no unit)."""
     spec = family.metric(column)
     u = spec.unit if spec is not None else ""
-    return family.money if u == "money" else u
+    return family.money if u == "money" else UNITS.get(u, u)
 
 
 def compared(family: Family) -> list[MetricSpec]:

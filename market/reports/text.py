@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genmarket.market.engine.seam import ENGINE_METRICS, WORLDS, Family, MetricSpec
+from genmarket.market.engine.seam import ENGINE_METRICS, EXPERIMENTS, WORLDS, Family, MetricSpec
 from genmarket.market.reports.specs import compared, label, unit, unraveling_columns
+from genmarket.market.scenario import validate_scenario
 
 __all__ = ["delegated", "describe_variant", "flatten_overrides", "fmt", "groups_table", "pm",
            "run_sentences", "setup_table", "spec_text", "summary_table", "truthful",
@@ -84,7 +85,12 @@ def setup_table(manifest: dict, family: Family) -> pd.DataFrame:
                      f"{spec_text(g.get('entry'))}, entry cost {g.get('entry_cost', 0)}; "
                      f"value {_value(g.get('value'))}"))
     if sc.get("experiment"):
-        rows.append(("experiment", spec_text(sc["experiment"])))
+        try:
+            ex = EXPERIMENTS.lookup(sc["experiment"]["kind"])
+            what = ex.describe(validate_scenario(sc))
+        except (ValueError, KeyError, TypeError):  # a folder of an older or unknown version
+            what = spec_text(sc["experiment"])
+        rows.append(("experiment", what))
     else:
         rows.append(("rounds", f"{sc.get('steps')} rounds × {sc.get('auctions_per_step')} "
                      "auctions"))
@@ -95,7 +101,8 @@ def setup_table(manifest: dict, family: Family) -> pd.DataFrame:
                      f"{manifest.get('seed', sc.get('seed'))})"))
     section = WORLDS.lookup(family.world).section if family.world else None
     if section and sc.get(section):
-        rows.append((section, _fields(sc[section])))
+        describe = WORLDS.lookup(family.world).describe
+        rows.append((section, describe(sc[section]) if describe else _fields(sc[section])))
     for key in ("device", "created", "git_commit"):
         if manifest.get(key):
             rows.append((key.replace("_", " "), str(manifest[key])))
@@ -126,7 +133,7 @@ def truthful(family: Family, scenario: dict) -> str:
 
 def _after(u: str) -> str:
     """' unit' to write after a number; nothing for shares, ratios and plain numbers."""
-    return "" if u in ("", "share", "ratio") else f" {u}"
+    return "" if u in ("", "share", "ratio", "share of advertisers", "Pearson r") else f" {u}"
 
 
 def _capital(s: str) -> str:

@@ -120,6 +120,11 @@ class RunFolder:
         """Refuse to resume with a scenario that differs from the run's (other than `steps`)."""
         old = dict(self.manifest()["scenario"])
         new = scenario.model_dump(mode="json")
+        # folders written before the families held every kind's mechanism fields: compare the
+        # fields of this scenario's family only
+        fields = type(scenario.mechanism).model_fields
+        if isinstance(old.get("mechanism"), dict):
+            old["mechanism"] = {k: v for k, v in old["mechanism"].items() if k in fields}
         old.pop("steps", None)
         new.pop("steps", None)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -45,8 +45,8 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
         for name, df in aw.groupby("group", sort=True):
             row = {"entry_rate": num(df["entered"].mean()),
                    f"mean_{acted}_ratio": num(df["ratio"].mean())}
-            for col in family.record:  # the ledger fields, not the type or the choice
-                if col not in ("value", "report", "bid", "entered") and col in df:
+            for col in family.record:  # the outcome fields, not the type, entry or the choice
+                if col not in ("value", "entered", "report", acted) and col in df:
                     row[col] = num(df[col].mean())
             groups[str(name)] = row
         out["groups"] = groups

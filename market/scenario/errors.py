@@ -6,6 +6,7 @@ Each line reads `path = value: what is allowed`, with the path as the user wrote
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from genmarket.market.engine.seam import WORLDS, families, family_of
@@ -98,6 +99,10 @@ def format_error(err: dict[str, Any], data: dict[str, Any]) -> str | None:
     if kind == "strategy_kind":
         kind, ctx = "union_tag_invalid", {"discriminator": "'kind'", "expected_tags": "<strategies>"}
     if kind == "mechanism_kind":
+        section = _lookup(data, _clean_loc(loc, data))
+        if not isinstance(section, dict):
+            return (f"{_path(_clean_loc(loc, data))} = {section!r}: must be a table with a kind "
+                    "(e.g. [mechanism] kind = \"second_price\")")
         kinds = sorted({k for f in families() for k in f.kinds})
         kind, ctx = "union_tag_invalid", {"discriminator": "'kind'", "expected_tags": ", ".join(kinds)}
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -127,9 +132,10 @@ def format_error(err: dict[str, Any], data: dict[str, Any]) -> str | None:
         return f"{path} = {value!r}: {_ALLOWED[kind].format(**ctx)}"
     if kind == "value_error":
         msg = str(ctx.get("error", err["msg"]))
-        roots = ("advertisers[", "advertiser group", "metrics.every", "mechanism", "experiment",
+        roots = ("advertisers", "advertiser group", "metrics", "mechanism", "experiment",
                  "steps", "variants", *WORLDS, *(data if isinstance(data, dict) else ()))
-        if msg.startswith(tuple(str(r) for r in roots)):
+        # a message that already starts with a path: a root, then a delimiter
+        if any(re.match(re.escape(str(r)) + r"([.\[: ]|$)", msg) for r in roots):
             return msg
         shown = value if not isinstance(value, dict) else None
         return f"{path} = {shown!r}: {msg}" if shown is not None else f"{path}: {msg}"

@@ -140,6 +140,11 @@ class Scenario(Strict):
                 raise ValueError(f"variants[{k}] ({v.name}): {line}") from None
         return out
 
+    def __reduce__(self):
+        # the class is built at run time (scenario_model), so pickle rebuilds the object by
+        # validating its fields again, in the process that unpickles it
+        return (validate_scenario, (self.model_dump(mode="python", exclude_unset=True),))
+
     @property
     def n_advertisers(self) -> int:
         return sum(g.count for g in self.advertisers)
@@ -219,6 +224,8 @@ def scenario_model() -> type[Scenario]:
     """The scenario class for the families, worlds and experiments registered now (cached until
     a registry changes)."""
     fams = families()
+    WORLDS.load_plugins()  # before the key: a lookup that loads one changes its generation
+    EXPERIMENTS.load_plugins()
     key = (FAMILIES.generation, WORLDS.generation, EXPERIMENTS.generation)
     model = _MODELS.get(key)
     if model is not None:

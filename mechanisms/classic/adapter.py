@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from genmarket.agents.advertiser import per_group
 from genmarket.market.engine import streams as S
 from genmarket.market.engine.learning import grid_feedback
 from genmarket.market.engine.seam import Cleared, MarketSpec, Round
@@ -58,8 +59,9 @@ class ClassicAdapter:
             segments["enter"] = bids.unsqueeze(-1)
         if rnd.collect:
             grid = spec.deviation_grid
-            segments["dev"] = self._per_group(
-                lambda g, x, u: g.bids_for_reports(x, grid, u, t), rnd.values, rnd.u_act, dim=2)
+            segments["dev"] = per_group(
+                spec.groups, lambda g, x, u: g.bids_for_reports(x, grid, u, t), rnd.values,
+                rnd.u_act, dim=2)
         flat_mask = self._flat_fixed if spec.fixed_entry else rnd.mask.reshape(R * B, n)
         noise = spec.streams.uniform(S.TIES, t, (B, n), spec.dtype)
         batch = AuctionBatch(bids.reshape(R * B, n), flat_mask, noise.reshape(R * B, n))
@@ -68,12 +70,6 @@ class ClassicAdapter:
         pay = out.payment.reshape(R, B, n)
         gross = rnd.values * alloc - pay  # true utility per auction before entry cost; 0 when out
         return Cleared(alloc, pay, gross, {"bids": bids, "cf": cf})
-
-    def _per_group(self, fn, *tensors: Tensor, dim: int = -1) -> Tensor:
-        groups = self.spec.groups
-        if len(groups) == 1:
-            return fn(groups[0], *tensors)
-        return torch.cat([fn(g, *(x[..., g.cols] for x in tensors)) for g in groups], dim=dim)
 
     def _padded(self, fn, x: Tensor, K: int, *more: Tensor) -> Tensor:
         """Per-group [R, B, A, k] blocks padded to K columns by repeating the last one."""

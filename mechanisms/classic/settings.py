@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from genmarket.market.scenario.base import NonNeg, Strict
+from genmarket.mechanisms.base import MECHANISMS, AuctionBatch
 
 __all__ = ["ClassicSettings", "accepts"]
 
@@ -16,8 +17,6 @@ KINDS = ("first_price", "second_price", "gsp", "vcg")
 
 def accepts(kind: str) -> bool:
     """A plug-in mechanism (registered or an entry point) that clears `AuctionBatch`es."""
-    from genmarket.mechanisms.base import MECHANISMS, AuctionBatch
-
     try:
         cls = MECHANISMS.lookup(kind)
     except ValueError:

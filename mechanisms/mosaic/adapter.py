@@ -34,7 +34,7 @@ __all__ = ["MosaicAdapter"]
 class MosaicAdapter:
     """Clears rounds of MOSAIC auctions on the scenario's language world."""
 
-    def __init__(self, spec: MarketSpec, backend=None):
+    def __init__(self, spec: MarketSpec):
         self.spec = spec
         self.R, self.B, self.n = spec.R, spec.B, spec.n
         sc = spec.scenario
@@ -42,7 +42,7 @@ class MosaicAdapter:
         self.mechanism = get_mechanism("mosaic", **mc.params())
         self.tau, self.M, self.context_aware = mc.tau, mc.candidates, mc.generator == "context"
         self.world = spec.world
-        self.backend = backend or build_backend(sc, self.world, spec.device, spec.dtype)
+        self.backend = build_backend(sc, self.world, spec.device, spec.dtype)
         self.L = self.backend.length
         self.Q = len(self.world.queries)
         rel = torch.tensor(relevance_matrix(self.world), device=spec.device)  # [Q, n]
@@ -68,7 +68,7 @@ class MosaicAdapter:
 
         query = (uniform(S.QUERIES, t, (B,), spec.dtype) * self.Q).long().clamp_(max=self.Q - 1)
         u_cand = uniform(S.CANDIDATES, t, (B, M, self.L), spec.dtype).reshape(R * B, M, self.L)
-        mask = rnd.entered.unsqueeze(1).expand(R, B, n).reshape(R * B, n)
+        mask = rnd.mask.reshape(R * B, n)
         noise = uniform(S.TIES, t, (B,), spec.dtype).reshape(R * B)
         q = query.reshape(R * B)
         m_flat, scale_flat = m.reshape(R * B, n), scale.reshape(R * B, n)

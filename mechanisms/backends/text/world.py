@@ -34,7 +34,7 @@ class QueryConfig(Strict):
 
 
 class SyntheticSettings(Strict):
-    """Shape of the synthetic language world (see mechanisms/backends/synthetic_text.py)."""
+    """Shape of the synthetic language world (see mechanisms/backends/text/synthetic.py)."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
@@ -133,4 +133,15 @@ def check_world(scenario) -> None:
                              f"({', '.join(scenario.language.topics)})")
 
 
-LANGUAGE = World("language", Language, build_world, check_world)
+def describe_world(section: dict) -> str:
+    """One line for reports: backend (and model), topics, queries, reply length."""
+    backend = section.get("backend", "synthetic")
+    model = f" ({section['model']})" if section.get("model") else ""
+    topics = section.get("topics", [])
+    queries = section.get("queries")
+    n_q = len(queries) if queries else len(topics) * section.get("queries_per_topic", 5)
+    return (f"{backend} backend{model}; topics {', '.join(topics)}; {n_q} queries; replies of at "
+            f"most {section.get('length', 12)} tokens")
+
+
+LANGUAGE = World("language", Language, build_world, check_world, describe_world)
