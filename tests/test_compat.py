@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from genmarket.market.running.runner import Interrupted, run_scenario
 from genmarket.market.scenario import load_scenario, validate_scenario
@@ -19,10 +20,8 @@ def test_a_run_folder_written_before_the_families_resumes(tmp_path):
     sc = load_scenario(ROOT / "scenarios" / "first_price_quickstart.toml", {"steps": 60})
     whole = run_scenario(sc, tmp_path / "whole", figures=False)
     folder = tmp_path / "old"
-    try:
+    with pytest.raises(Interrupted):
         run_scenario(sc, folder, figures=False, stop_after=30)
-    except Interrupted:
-        pass
     # the old schema wrote every kind's mechanism fields into the manifest
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["scenario"]["mechanism"].update(tau=1.0, offset=True, candidates=8,

@@ -106,7 +106,7 @@ QUERIES, CANDIDATES = 7, 8  # language worlds: the query of each auction, candid
 def stream_id(name: str) -> int:
     """A stream id of a family's own, from its name: stable across runs and machines (a CRC of
     the name), at least 2**16 so that it never meets the engine's ids above. A family that
-    needs a kind of random draw the engine does not name (a diffusion noise, a token uniform)
-    takes `stream_id("token.sampling")` and keeps that name forever, as the engine keeps its
-    numbers."""
+    needs a kind of random draw the engine does not name (an image's initial noise, the uniform
+    that picks each generated token) takes `stream_id("<family>.<what>")` and keeps that name
+    forever, as the engine keeps its numbers."""
     return (1 << 16) + zlib.crc32(name.encode("utf-8"))
