@@ -240,17 +240,22 @@ class Market(mesa.Model):
         if list(metrics) != self.metric_names:
             raise RuntimeError(f"family {self.family.name!r}: its adapter's metrics "
                                f"{list(metrics)} are not its specifications' {self.metric_names}")
-        arrays = {k: x.double().cpu().numpy() for k, x in metrics.items()}
+        # one stacked float64 copy for the rows and the means: a few ops, not one per metric
+        stacked = torch.stack([x.double() for x in metrics.values()])  # [metrics, R]
+        host = stacked.cpu().numpy()
+        arrays = dict(zip(self.metric_names, host, strict=True))
         arrays["step"] = np.full(self.R, self.steps, dtype=np.int64)
         self.step_metrics = arrays
-        self.last_round = {k: x.cpu().numpy() if isinstance(x, Tensor) else x
-                           for k, x in self.adapter.record(rnd, cleared).items()}
         self.rows.append((self.steps, arrays))
-        means = np.stack([arrays[k] for k in self.metric_names]).mean(1)
-        self.collected_means = dict(zip(self.metric_names, means.tolist(), strict=True))
+        self.collected_means = dict(zip(self.metric_names, host.mean(1).tolist(), strict=True))
+        record = self.adapter.record(rnd, cleared)
+        self.last_round = {k: x.cpu().numpy() if isinstance(x, Tensor) else x
+                           for k, x in record.items()}
         if self.scenario.metrics.agents:
             self.agent_rows.append((self.steps, self.last_round))
-            self.agent_means = {k: x.mean(0) for k, x in self.last_round.items()}
+            # one stacked mean over replicas, [fields, n], for the DataCollector's agent columns
+            means = torch.stack([torch.as_tensor(x).double() for x in record.values()]).mean(1)
+            self.agent_means = dict(zip(record, means.cpu().numpy(), strict=True))
         self.datacollector.collect(self)
 
     @property
