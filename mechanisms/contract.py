@@ -27,7 +27,20 @@ import torch
 
 from genmarket.market.engine.seam import Example, Family
 
-__all__ = ["check_example", "check_family", "check_specs"]
+__all__ = ["check_example", "check_family", "check_specs", "column_setter"]
+
+
+def column_setter(field: str):
+    """An `Example.change` for batches whose advertiser i is column i of tensor `field` (the
+    bids of an AuctionBatch, the rewards of a MosaicBatch): returns (batch, i, value) -> a copy
+    of the batch with that column set to `value`."""
+
+    def change(batch, i: int, value: float):
+        x = getattr(batch, field).clone()
+        x[:, i] = value
+        return dataclasses.replace(batch, **{field: x})
+
+    return change
 
 
 def _tensors(out) -> dict[str, torch.Tensor]:

@@ -8,7 +8,6 @@ and example batches — what the README's "Adding an auction" section walks thro
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 import numpy as np
@@ -34,7 +33,7 @@ from genmarket.market.running.runner import run_scenario
 from genmarket.market.scenario import validate_scenario
 from genmarket.market.scenario.base import Strict
 from genmarket.mechanisms.base import AuctionBatch, Outcome, reference_deviations
-from genmarket.mechanisms.contract import check_family
+from genmarket.mechanisms.contract import check_family, column_setter
 
 
 class AllPaySettings(Strict):
@@ -103,18 +102,12 @@ class AllPayAdapter:
                 "utility": (cleared.gross.mean(1) - rnd.entered * self.spec.entry_cost).double()}
 
 
-def _set_bid(batch, i, value):
-    bids = batch.bids.clone()
-    bids[:, i] = value
-    return dataclasses.replace(batch, bids=bids)
-
-
 def _examples(device, dtype, seed):
     g = torch.Generator().manual_seed(seed)
     batch = AuctionBatch((torch.rand(32, 3, generator=g, dtype=dtype)).to(device),
                          (torch.rand(32, 3, generator=g) < 0.7).to(device),
                          torch.rand(32, 3, generator=g, dtype=dtype).to(device))
-    return [Example("all_pay", AllPay(), batch, _set_bid)]
+    return [Example("all_pay", AllPay(), batch, column_setter("bids"))]
 
 
 ALL_PAY = Family(

@@ -159,6 +159,15 @@ class Family:
     def answers(self, kind: str) -> bool:
         return kind in self.kinds or (self.accepts is not None and self.accepts(kind))
 
+    def unraveling_columns(self) -> tuple[str, str] | None:
+        """(relevant, irrelevant): the column marked `unraveling` and its counterpart for the
+        other advertisers (the same name with `_irrelevant`), or None when the family tracks no
+        unraveling."""
+        spec = next((s for s in self.metrics if s.unraveling), None)
+        if spec is None:
+            return None
+        return spec.name, spec.name.replace("_relevant", "_irrelevant")
+
     def metric(self, column: str) -> MetricSpec | None:
         """The spec of a metrics.parquet column (per-group columns included), or None."""
         for spec in (*self.metrics, *ENGINE_METRICS):

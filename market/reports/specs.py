@@ -49,9 +49,5 @@ def compared(family: Family) -> list[MetricSpec]:
 
 
 def unraveling_columns(family: Family) -> tuple[str, str] | None:
-    """(relevant, irrelevant): the column marked `unraveling` and its counterpart for the other
-    advertisers (as the run summary reads them), or None when the family tracks no unraveling."""
-    spec = next((s for s in family.metrics if s.unraveling), None)
-    if spec is None:
-        return None
-    return spec.name, spec.name.replace("_relevant", "_irrelevant")
+    """The family's unraveling column pair (see `Family.unraveling_columns`)."""
+    return family.unraveling_columns()

@@ -50,10 +50,9 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
                     row[col] = num(df[col].mean())
             groups[str(name)] = row
         out["groups"] = groups
-    relevant = next((s.name for s in family.metrics if s.unraveling), None)
+    relevant, others = family.unraveling_columns() or (None, None)
     if relevant is not None and relevant in metrics:
         share = metrics.groupby("step")[relevant].mean()
-        others = relevant.replace("_relevant", "_irrelevant")
         # unravelled from the first collected step after which the share never comes back up
         above = share[share >= unraveling_threshold]
         later = share.index if above.empty else share.index[share.index > above.index[-1]]

@@ -8,8 +8,6 @@ both earn (n-1)/(n+1) (Vickrey 1961; Edelman, Ostrovsky and Schwarz 2007 for GSP
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from genmarket.market.engine.seam import Example, Family
@@ -18,9 +16,10 @@ from genmarket.mechanisms.classic.adapter import ClassicAdapter
 from genmarket.mechanisms.classic.auctions import GSP, VCG, FirstPrice, SecondPrice
 from genmarket.mechanisms.classic.metrics import METRICS, PANELS
 from genmarket.mechanisms.classic.settings import KINDS, ClassicSettings, accepts
+from genmarket.mechanisms.contract import column_setter
 
 __all__ = ["FAMILY", "GSP", "VCG", "ClassicAdapter", "ClassicSettings", "FirstPrice",
-           "SecondPrice", "auction_batch", "set_bid"]
+           "SecondPrice", "auction_batch"]
 
 
 def auction_batch(device, dtype, seed: int, B: int = 48, n: int = 4) -> AuctionBatch:
@@ -33,18 +32,12 @@ def auction_batch(device, dtype, seed: int, B: int = 48, n: int = 4) -> AuctionB
     return AuctionBatch(bids.to(device), mask.to(device), noise.to(device))
 
 
-def set_bid(batch: AuctionBatch, i: int, value: float) -> AuctionBatch:
-    bids = batch.bids.clone()
-    bids[:, i] = value
-    return dataclasses.replace(batch, bids=bids)
-
-
 def examples(device, dtype, seed: int) -> list[Example]:
     """One example per auction (GSP and VCG with three slots and a reserve)."""
     settings = {"first_price": {}, "second_price": {"reserve": 0.1},
                 "gsp": {"ctrs": [1.0, 0.6, 0.3], "reserve": 0.1}, "vcg": {"ctrs": [1.0, 0.5, 0.2]}}
     return [Example(kind, get_mechanism(kind, **settings[kind]), auction_batch(device, dtype, seed),
-                    set_bid) for kind in KINDS]
+                    column_setter("bids")) for kind in KINDS]
 
 
 FAMILY = Family(

@@ -8,11 +8,10 @@ Curry, Seuken et al., 2024).
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from genmarket.market.engine.seam import Example, Experiment, Family
+from genmarket.mechanisms.contract import column_setter
 from genmarket.mechanisms.mosaic.adapter import MosaicAdapter
 from genmarket.mechanisms.mosaic.mechanism import Mosaic, MosaicBatch, MosaicOutcome
 from genmarket.mechanisms.mosaic.metrics import METRICS, PANELS
@@ -25,7 +24,7 @@ from genmarket.mechanisms.mosaic.oneshot_report import (
 from genmarket.mechanisms.mosaic.settings import MosaicSettings, OneShot, check
 
 __all__ = ["FAMILY", "ONE_SHOT", "Mosaic", "MosaicAdapter", "MosaicBatch", "MosaicOutcome",
-           "mosaic_batch", "set_rewards"]
+           "mosaic_batch"]
 
 
 def mosaic_batch(device, dtype, seed: int, B: int = 48, n: int = 4, M: int = 6) -> MosaicBatch:
@@ -39,15 +38,9 @@ def mosaic_batch(device, dtype, seed: int, B: int = 48, n: int = 4, M: int = 6) 
     return MosaicBatch(*(x.to(device) for x in (rewards, mask, log_ref, log_gen, noise)))
 
 
-def set_rewards(batch: MosaicBatch, i: int, value: float) -> MosaicBatch:
-    rewards = batch.rewards.clone()
-    rewards[:, i] = value
-    return dataclasses.replace(batch, rewards=rewards)
-
-
 def examples(device, dtype, seed: int) -> list[Example]:
     """MOSAIC with and without the offset."""
-    batch = mosaic_batch(device, dtype, seed)
+    batch, set_rewards = mosaic_batch(device, dtype, seed), column_setter("rewards")
     return [Example("mosaic", Mosaic(tau=1.0, offset=True), batch, set_rewards),
             Example("mosaic-no-offset", Mosaic(tau=0.5, offset=False), batch, set_rewards)]
 

@@ -17,8 +17,9 @@ import seaborn as sns  # noqa: E402
 from genmarket.mechanisms.mosaic.labels import GENERATORS as LABELS  # noqa: E402
 
 
-def _against_m(ax, df: pd.DataFrame, y: str, title: str, ylabel: str) -> None:
-    data = df.assign(generator=df["generator"].map(LABELS))
+def draw_against_m(ax, df: pd.DataFrame, y: str, title: str, ylabel: str) -> None:
+    """Draw column `y` of the auctions table against M, one line per generator, on `ax`."""
+    data = df.assign(generator=df["generator"].map(lambda g: LABELS.get(g, g)))
     sns.lineplot(data=data, x="M", y=y, hue="generator", marker="o", errorbar=("se", 1.96),
                  ax=ax)
     ax.set_title(title, fontsize=10)
@@ -59,21 +60,21 @@ def write_one_shot_figures(auctions: pd.DataFrame, advertisers: pd.DataFrame,
     out = []
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    _against_m(axes[0], auctions, "logp_opt", "log-probability of the returned reply under pi_r",
+    draw_against_m(axes[0], auctions, "logp_opt", "log-probability of the returned reply under pi_r",
                "log pi_r(y*) (nats)")
     for label, col, style in (("replies from pi_ref", "logp_reference", ":"),
                               ("proxy for sampling pi_r", "logp_proxy", "--")):
         y = auctions[col].mean()
         axes[0].axhline(y, ls=style, color="grey", lw=1)
         axes[0].annotate(label, (auctions["M"].min(), y), fontsize=8, color="grey", va="bottom")
-    _against_m(axes[1], auctions, "reward_gain", "total reward gain from participating (eq. 19)",
+    draw_against_m(axes[1], auctions, "reward_gain", "total reward gain from participating (eq. 19)",
                "reward units per auction")
     out.append(_save(fig, folder / "fig1_quality_reward.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    _against_m(axes[0], auctions, "revenue", "total payments (with offset)",
+    draw_against_m(axes[0], auctions, "revenue", "total payments (with offset)",
                "reward units per auction")
-    _against_m(axes[1], auctions, "utility_gain", "total utility gain from participating",
+    draw_against_m(axes[1], auctions, "utility_gain", "total utility gain from participating",
                "reward units per auction")
     out.append(_save(fig, folder / "fig2_payments_utility.png"))
 

@@ -14,7 +14,7 @@ from genmarket.market.reports.document import Doc, read_json
 from genmarket.market.reports.specs import family_for
 from genmarket.market.reports.text import fmt, pm, setup_table
 from genmarket.mechanisms.mosaic.labels import GENERATORS, LABELS, UNITS
-from genmarket.mechanisms.mosaic.oneshot_figures import _against_m
+from genmarket.mechanisms.mosaic.oneshot_figures import draw_against_m
 
 __all__ = ["against_m", "cells_against_m", "cells_table", "one_shot_report", "one_shot_sentences",
            "one_shot_table"]
@@ -106,7 +106,7 @@ def against_m(auctions: pd.DataFrame, y: str, ylabel: str, title: str,
     """Mean of `y` per generator against the number of candidates M, 95% band over auctions,
     with dotted reference lines (label -> value)."""
     fig, ax = F.plt.subplots(figsize=(6.5, 3.8), dpi=100)
-    _against_m(ax, auctions, y, title, ylabel)
+    draw_against_m(ax, auctions, y, title, ylabel)
     for label, value in (reference or {}).items():
         ax.axhline(value, ls=":", color="grey", lw=1)
         ax.annotate(label, (auctions["M"].min(), value), fontsize=8, color="grey", va="bottom")
