@@ -29,6 +29,7 @@ from torch import Tensor
 from genmarket.agents.advertiser import Advertiser, AdvertiserGroup, per_group
 from genmarket.market.engine import streams as S
 from genmarket.market.engine.collect import MarketCollector
+from genmarket.market.engine.convergence import Diagnostics
 from genmarket.market.engine.device import resolve_device
 from genmarket.market.engine.seam import (
     ENGINE_METRICS,
@@ -101,6 +102,9 @@ class Market(mesa.Model):
         self._learning_reporters = [g for g in self.groups if g.reporter is not None and g.reporter.learns]
         self._entered_rounds = torch.zeros((self.R, self.n), dtype=torch.int64, device=self.device)
         self._sums = torch.zeros((3, self.R, self.n), dtype=torch.float64, device=self.device)
+        self.diagnostics = Diagnostics(self.groups, scenario.steps or 0,
+                                       lambda: self._ledger(self.steps - 1))
+        self._tracks = {(tr.group.index, tr.role): tr for tr in self.diagnostics.tracks}
         names = [g.name for g in self.groups]
         # the family's columns in its order, then the engine's; per-group specs once per group
         self.metric_names = [c for s in (*self.family.metrics, *ENGINE_METRICS)
@@ -167,6 +171,9 @@ class Market(mesa.Model):
         B, n = self.B, self.n
         collect = self.steps % self.every == 0
         uniform = self.streams.uniform
+        diag = self.diagnostics
+        diag.begin_round(self.steps, t)
+        window = diag.in_window(self.steps)
 
         # constant values: nothing to draw (never written to)
         v = self._constant_values if self._constant_values is not None else self._values(t)
@@ -180,11 +187,13 @@ class Market(mesa.Model):
             v_hat = torch.cat([r[2] for r in reports], dim=-1)
         acted = [g.bidder.act(v_hat[..., g.cols], u_act[..., g.cols], t) for g in self.groups]
         mask = self._fixed_mask if self.fixed_entry else entered.unsqueeze(1).expand(self.R, B, n)
-        rnd = Round(t, collect, v, entered, mask, u_act, acted, reports, v_hat)
+        rnd = Round(t, collect, v, entered, mask, u_act, acted, reports, v_hat, window)
 
         cleared = self.adapter.clear(rnd)
         self._learn(rnd, cleared)
         self._book(entered, cleared)
+        if window:
+            diag.end_round()
         if collect:
             self._collect(rnd, cleared)
         else:
@@ -205,14 +214,16 @@ class Market(mesa.Model):
 
     def _learn(self, rnd: Round, cleared: Cleared) -> None:
         t, mask = rnd.t, rnd.mask
-        for g in self._learning_bidders:
-            ctx, actions, _ = rnd.acted[g.index]
-            own, grid = self.adapter.feedback(rnd, cleared, g, "bidder")
-            g.bidder.strategy.update(ctx, actions, own, mask[..., g.cols], grid, t)
-        for g in self._learning_reporters:
-            ctx, actions, _ = rnd.reports[g.index]
-            own, grid = self.adapter.feedback(rnd, cleared, g, "reporter")
-            g.reporter.strategy.update(ctx, actions, own, mask[..., g.cols], grid, t)
+        learners = [(g, "bidder", rnd.acted[g.index], g.bidder) for g in self._learning_bidders]
+        learners += [(g, "reporter", rnd.reports[g.index], g.reporter)
+                     for g in self._learning_reporters]
+        for g, role, (ctx, actions, _), policy in learners:
+            own, grid = self.adapter.feedback(rnd, cleared, g, role)
+            active = mask[..., g.cols]
+            if rnd.window:  # the policy that acted this round, before it learns from it
+                self.diagnostics.observe(self._tracks[g.index, role], ctx, own, active, grid,
+                                         cleared.won[..., g.cols], t)
+            policy.strategy.update(ctx, actions, own, active, grid if self.full else None, t)
         if self.fixed_entry:
             return
         gain, observed = self.adapter.entry_gain(rnd, cleared)
@@ -263,12 +274,17 @@ class Market(mesa.Model):
         """Cumulative totals per replica and advertiser, float64 [R, n]: auctions held, auctions
         entered, won (units won, or what the family books as won: see its adapter), payments and
         utility (the family's money units, entry costs included)."""
+        return self._ledger(self.steps)
+
+    def _ledger(self, steps: int) -> dict[str, Tensor]:
+        """The ledger when `steps` rounds have been booked (during a step, before its booking,
+        that is `self.steps - 1`: Mesa counts a step before running it)."""
         rounds = self._entered_rounds
         if self.fixed_entry:
-            rounds = self._fixed_entered.to(torch.int64) * self.steps
+            rounds = self._fixed_entered.to(torch.int64) * steps
         entered = rounds.to(torch.float64) * self.B
         return {
-            "auctions": torch.full_like(entered, float(self.steps * self.B)),
+            "auctions": torch.full_like(entered, float(steps * self.B)),
             "entered": entered,
             "won": self._sums[0],
             "payment": self._sums[1],
@@ -288,6 +304,7 @@ class Market(mesa.Model):
         own = getattr(self.adapter, "state_dict", None)
         if own is not None:  # "_adapter." cannot meet a group name (they start with a letter)
             state.update({f"_adapter.{k}": v for k, v in own().items()})
+        state.update({f"_diagnostics.{k}": v for k, v in self.diagnostics.state_dict().items()})
         return {k: v.detach().contiguous() for k, v in state.items()}
 
     def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
@@ -302,4 +319,7 @@ class Market(mesa.Model):
         own = getattr(self.adapter, "load_state_dict", None)
         if own is not None:
             own({k[9:]: v.to(self.device) for k, v in state.items() if k.startswith("_adapter.")})
+        self.diagnostics.load_state_dict(
+            {k[13:]: v.to(self.device) for k, v in state.items() if k.startswith("_diagnostics.")},
+            steps)
         self.running = self.steps < (self.scenario.steps or 0)

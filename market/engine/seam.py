@@ -278,7 +278,9 @@ class Round:
     [R, B, n] — the uniforms the policies acted on. acted — per group (ctx [R, B, A] long,
     actions [R, B, A] long, bids [R, B, A]) from its bidder. reports — per group (ctx, actions,
     reported values) when some group delegates, else None; v_hat [R, B, n] the values the
-    autobidders saw (the true values without delegation).
+    autobidders saw (the true values without delegation). window — whether the round is in
+    the summary window, where the engine's convergence diagnostics need every learner's grid
+    feedback even under bandit feedback (the learners are not shown it).
     """
 
     t: int
@@ -290,6 +292,7 @@ class Round:
     acted: list[tuple]
     reports: list[tuple] | None
     v_hat: Tensor
+    window: bool = False
 
 
 @dataclass
@@ -310,7 +313,8 @@ class MarketAdapter(Protocol):
     clear(round) -> Cleared.
     feedback(round, cleared, group, role) -> (utility [R, B, A] of the action taken, the value
         the learner maximises; GridFeedback of every grid action, or None without full
-        feedback). role is "bidder" or "reporter".
+        feedback except on window rounds, `round.window`, where the diagnostics need it and
+        the engine withholds it from bandit learners). role is "bidder" or "reporter".
     entry_gain(round, cleared) -> (gain [R, n]: per-auction utility of entering minus staying
         out, before the entry cost; observed [R, n] bool: whose gain the entry rule may learn from).
     metrics(round, cleared) -> {name: [R]} in the order of the family's metric specs.

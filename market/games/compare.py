@@ -110,9 +110,13 @@ def run_profile(scenario: dict[str, Any], folder: str, profile: str,
     sc = validate_scenario(scenario, f"profile {profile}")
     path = Path(folder)
     res = run_scenario(sc, path, resume=(path / "manifest.json").exists(), figures=False)
-    agents = summary_window(pd.read_parquet(
-        res.folder / "agents.parquet", columns=["step", "replica", "group", "agent", "utility"]),
-        sc.steps)
+    # every round of the summary window, from the ledger (window.parquet); the collected rounds
+    # only where a run has no such file (extended past its window start)
+    window = res.folder / "window.parquet"
+    agents = (pd.read_parquet(window, columns=["replica", "group", "agent", "utility"])
+              if window.exists() else summary_window(pd.read_parquet(
+                  res.folder / "agents.parquet",
+                  columns=["step", "replica", "group", "agent", "utility"]), sc.steps))
     metrics = summary_window(pd.read_parquet(res.folder / "metrics.parquet"), sc.steps)
     rows = []
     for role in roles:

@@ -11,6 +11,7 @@ import pandas as pd
 from genmarket.market.engine.collect import frames
 from genmarket.market.engine.market import Market
 from genmarket.market.engine.seam import EXPERIMENTS, family_of
+from genmarket.market.running.diagnose import write_diagnostics
 from genmarket.market.running.folder import RunFolder, RunFolderError, write_json
 from genmarket.market.running.result import RunResult
 from genmarket.market.running.summary import summarize
@@ -98,6 +99,7 @@ def run_scenario(
     metrics, agents = folder.finalize()
     summary = summarize(metrics, agents, scenario.steps, model.family,
                         scenario.metrics.unraveling_threshold)
+    summary.update(write_diagnostics(model, folder.path))
     write_json(folder.path / "summary.json", summary)
     loop_seconds = time.perf_counter() - t0
     if figures:

@@ -43,8 +43,10 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
         aw = aw.assign(ratio=aw[acted] / aw["value"].where(aw["value"] > 0))
         groups = {}
         for name, df in aw.groupby("group", sort=True):
+            # per advertiser and round: its mean bid over its mean value, so larger values weigh
+            # more (the metric mean_<acts>_ratio weighs every auction's ratio the same)
             row = {"entry_rate": num(df["entered"].mean()),
-                   f"mean_{acted}_ratio": num(df["ratio"].mean())}
+                   f"value_weighted_{acted}_ratio": num(df["ratio"].mean())}
             for col in family.record:  # the outcome fields, not the type, entry or the choice
                 if col not in ("value", "entered", "report", acted) and col in df:
                     row[col] = num(df[col].mean())

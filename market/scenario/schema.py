@@ -42,6 +42,16 @@ class Feedback(Strict):
     kind: Literal["bandit", "full"] = "full"
 
 
+class Convergence(Strict):
+    """When the report calls a learning policy converged over the summary window: it moved at
+    most `tv` (total variation between the policy at the window's start and end) and its
+    empirical regret against the best fixed grid action per value bucket is at most
+    `regret_share` of the spread between the best and worst fixed action."""
+
+    tv: Annotated[float, Field(ge=0, le=1)] = 0.05
+    regret_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
 class Metrics(Strict):
     every: Annotated[int, Field(ge=1)] = 10
     deviation_grid: Grid = Grid()
@@ -50,6 +60,7 @@ class Metrics(Strict):
     # share of relevant advertisers entering falls below this; relevant: relevance >= 0.5 to
     # some query topic
     unraveling_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    convergence: Convergence = Convergence()
 
 
 class Variant(Strict):

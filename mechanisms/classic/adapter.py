@@ -36,9 +36,12 @@ class ClassicAdapter:
         if spec.fixed_entry:  # the participation mask of every round, built once: [R * B, n]
             self._flat_fixed = spec.fixed_entered.unsqueeze(1).expand(R, B, n).reshape(R * B, n)
         groups = spec.groups
-        self._bid_k = max((g.bidder.K for g in groups if g.bidder.learns and spec.full), default=0)
+        # grid widths of the learners' counterfactual segments: every round with full feedback;
+        # with bandit feedback only on the summary window's rounds, for the convergence
+        # diagnostics (the learners never see them)
+        self._bid_k = max((g.bidder.K for g in groups if g.bidder.learns), default=0)
         reporters = [g for g in groups if g.reporter is not None and g.reporter.learns]
-        self._rep_k = max((g.reporter.K for g in reporters if spec.full), default=0)
+        self._rep_k = max((g.reporter.K for g in reporters), default=0)
 
     def clear(self, rnd: Round) -> Cleared:
         spec = self.spec
@@ -46,12 +49,15 @@ class ClassicAdapter:
         acted = rnd.acted
         bids = acted[0][2] if len(acted) == 1 else torch.cat([a[2] for a in acted], dim=-1)
         segments: dict[str, Tensor] = {}
-        if self._bid_k:
-            segments["bid"] = self._padded(
+        # with bandit feedback the grids are the diagnostics' alone: cleared in a batch of their
+        # own, so that the round's outcome and metrics are those of a run without them
+        grids: dict[str, Tensor] = segments if spec.full else {}
+        if self._bid_k and (spec.full or rnd.window):
+            grids["bid"] = self._padded(
                 lambda g, x: g.bidder.grid_bids(x) if g.bidder.learns else x.unsqueeze(-1),
                 rnd.v_hat, self._bid_k)
-        if self._rep_k:
-            segments["report"] = self._padded(
+        if self._rep_k and (spec.full or rnd.window):
+            grids["report"] = self._padded(
                 lambda g, x, u: g.bids_for_reports(x, g.reporter.grid, u, t)
                 if g.reporter is not None and g.reporter.learns else x.unsqueeze(-1),
                 rnd.values, self._rep_k, rnd.u_act)
@@ -66,6 +72,8 @@ class ClassicAdapter:
         noise = spec.streams.uniform(S.TIES, t, (B, n), spec.dtype)
         batch = AuctionBatch(bids.reshape(R * B, n), flat_mask, noise.reshape(R * B, n))
         out, cf = self._clear(batch, segments)
+        if grids is not segments and grids:
+            cf.update(self._clear(batch, grids)[1])
         alloc = out.allocation.reshape(R, B, n)
         pay = out.payment.reshape(R, B, n)
         gross = rnd.values * alloc - pay  # true utility per auction before entry cost; 0 when out
@@ -105,7 +113,7 @@ class ClassicAdapter:
             # the autobidder values wins at the reported value (the true one when not delegated)
             own = (vh * cleared.won[..., c] - cleared.payment[..., c] if g.reporter is not None
                    else cleared.gross[..., c])
-            if not self.spec.full:
+            if not (self.spec.full or rnd.window):
                 return own, None
             ctx = rnd.acted[g.index][0]
             a_k, p_k = cf["bid"]
@@ -113,7 +121,7 @@ class ClassicAdapter:
             return own, grid_feedback(vh, a_k[..., c, :K], p_k[..., c, :K], ctx, rnd.mask[..., c],
                                       g.bidder.C)
         own = cleared.gross[..., c]
-        if not self.spec.full:
+        if not (self.spec.full or rnd.window):
             return own, None
         rctx = rnd.reports[g.index][0]
         a_k, p_k = cf["report"]

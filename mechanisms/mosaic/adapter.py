@@ -125,7 +125,7 @@ class MosaicAdapter:
     def feedback(self, rnd: Round, cleared: Cleared, g, role: str):
         c = g.cols
         own = cleared.gross[..., c]
-        if not self.spec.full:
+        if not (self.spec.full or rnd.window):
             return own, None
         cache = cleared.extra["grid_utility"]  # groups with the same grid share one computation
         key = self._grid_key[g.index]
