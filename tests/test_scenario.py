@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from genmarket.market.engine.market import Market
 from genmarket.market.scenario import ScenarioError, load_scenario, validate_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,38 @@ def test_every_shipped_scenario_validates():
     assert files
     for f in files:
         load_scenario(f)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_market_scenario_runs_its_first_rounds(path):
+    """Validation alone missed a shipped scenario whose group names collided with its family's
+    metric columns: build each market (every variant) and play two rounds, collecting both."""
+    sc = load_scenario(path)
+    subs = [sub for _, sub in sc.variant_scenarios()] if sc.variants else [sc]
+    for sub in subs:
+        if sub.experiment is not None or getattr(getattr(sub, "language", None), "backend",
+                                                 "synthetic") != "synthetic":
+            continue  # experiments have their own tests; real LLMs need weights
+        data = sub.model_dump(mode="json")
+        data.update(steps=2, replicas=1, auctions_per_step=2, variants=[])
+        data["metrics"]["every"] = 1
+        model = Market(data)
+        model.step()
+        model.step()
+        assert set(model.step_metrics) >= set(model.metric_names)
+
+
+def test_a_group_named_like_a_family_metric_is_refused():
+    """A group `relevant` would add the engine's column entry_rate_relevant, which MOSAIC
+    already uses for something else: refused, naming the group, the column and the way out."""
+    mosaic = {"name": "m", "steps": 50, "mechanism": {"kind": "mosaic"},
+              "language": {"topics": ["cooking"]},
+              "advertisers": [{"group": "relevant", "count": 1, "relevance": {"cooking": 1.0}}]}
+    msg = problems(mosaic)[0]
+    assert "advertisers[0].group = 'relevant'" in msg and "entry_rate_relevant" in msg, msg
+    assert "name the group otherwise" in msg
+    mosaic["advertisers"][0]["group"] = "kitchen"
+    validate_scenario(mosaic)
 
 
 def test_issue_example_shape_parses():

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from genmarket.market.engine.seam import (
+    ENGINE_METRICS,
     EXPERIMENTS,
     FAMILIES,
     WORLDS,
@@ -197,6 +198,14 @@ def check_family(scenario: Scenario) -> None:
         raise ValueError(f"experiment: kind = {ex.kind!r} is not an experiment of mechanism.kind "
                          f"= {kind!r}; it is read by mechanism.kind = "
                          f"{_readers(lambda f: ex.kind in f.experiments)}")
+    taken = {spec.name for spec in fam.metrics}
+    for i, g in enumerate(scenario.advertisers):
+        for spec in ENGINE_METRICS:
+            if spec.per_group and spec.column(g.group) in taken:
+                raise ValueError(
+                    f"advertisers[{i}].group = {g.group!r}: its column {spec.column(g.group)!r} "
+                    f"is already a metric of mechanism.kind = {kind!r} "
+                    f"({fam.metric(spec.column(g.group)).label}); name the group otherwise")
     if fam.check is not None:
         fam.check(scenario)
 

@@ -9,9 +9,10 @@ All money amounts are in value units per auction (the unit of the advertisers' v
 - entry_rate: share of advertisers in the market this round.
 - mean_bid_ratio: mean bid / true value over entered bids with a positive value.
 - misreport_gain: mean over advertisers of (best utility over the deviation grid) minus (utility of
-  the truthful report), both on the same auctions and random numbers. For an advertiser who bids,
-  the grid is bid multipliers of its value; for one who delegates, report multipliers handed to its
-  autobidder.
+  the truthful report), both on the same auctions and random numbers, with every policy held
+  fixed. For an advertiser who bids, the grid is bid multipliers of its value; for one who
+  delegates, report multipliers handed to its autobidder, whose policy stays as it is: the gain
+  of a misreport the autobidder does not re-learn for (compare measures the learning answer).
 - regret: mean over entered advertisers of (best grid utility) minus (realised utility).
 - utility: mean utility per advertiser and auction (entry costs included).
 """
@@ -67,7 +68,7 @@ METRICS = (
     MetricSpec("optimal_welfare", "optimal welfare", "money", "revenue"),
     MetricSpec("entry_rate", "entry rate", "share", "entry", compared=True),
     MetricSpec("mean_bid_ratio", "bid / value", "ratio", "bid_ratio", _bid_theory, compared=True),
-    MetricSpec("misreport_gain", "misreport gain", "money", "incentives", compared=True),
+    MetricSpec("misreport_gain", "misreport gain, policies held fixed", "money", "incentives", compared=True),
     MetricSpec("regret", "regret", "money", "incentives", compared=True),
     MetricSpec("utility", "utility", "money", None, compared=True),
 )

@@ -48,7 +48,7 @@ METRICS = (
     MetricSpec("entry_rate_irrelevant", "entry rate (irrelevant)", "share", "entry", compared=True),
     MetricSpec("mean_report_ratio", "reported / true reward scale", "ratio", "report_ratio",
                _truthful, compared=True),
-    MetricSpec("misreport_gain", "misreport gain", "money", "incentives", compared=True),
+    MetricSpec("misreport_gain", "misreport gain, others' reports held fixed", "money", "incentives", compared=True),
     MetricSpec("regret", "regret", "money", "incentives"),
     MetricSpec("utility", "utility", "money", None, compared=True),
 )

@@ -1,0 +1,170 @@
+"""What reports say about learning: whether the learners converged (next to every finding that
+rests on them), the bid function per value bucket with its theory line, and what the per-run
+misreport gain does not see.
+
+Reads the `convergence` and `bid_function` sections of a run's summary.json (written by
+market/running/diagnose.py) and, for games, those of every profile's run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from genmarket.market.engine.seam import Family  # noqa: E402
+from genmarket.market.running.summary import half_width95  # noqa: E402
+
+__all__ = ["bid_function_figure", "bid_function_table", "convergence_caveat",
+           "convergence_sentence", "game_convergence_sentence", "misreport_scope_sentence"]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _policy_name(key: str, entry: dict[str, Any], family: Family) -> str:
+    role = entry.get("role", key.split(".")[-1])
+    what = "autobidder" if role == "bidder" and family.acts == "bid" else role
+    return f"{entry.get('group', key.split('.')[0])}' {what}"
+
+
+def convergence_sentence(summary: dict, family: Family) -> str | None:
+    """One sentence on whether the run's learners converged over the summary window, with the
+    numbers (largest movement and regret over the learning policies); None when nothing learns
+    or the run has no diagnostics (written before they existed)."""
+    conv = summary.get("convergence")
+    if not conv:
+        return None
+    lo, hi = conv["window"]
+    if not conv.get("available", True):
+        return (f"Convergence over rounds {lo}-{hi} is unknown: {conv.get('why', '')}. The "
+                "findings below may describe learners that are still moving.")
+    pols = conv.get("policies") or {}
+    if not pols:
+        return None
+    thr = conv["thresholds"]
+    parts = [f"{_policy_name(k, e, family)} moved {_num(e['tv'])} (total variation; largest "
+             f"{_num(e['tv_max'])}) and has empirical regret {_num(e['regret'], 4)} per auction "
+             f"against the best fixed grid action per value bucket ({_pct(e['regret_share'])} of "
+             f"the spread between the best and worst fixed action)" for k, e in pols.items()]
+    crit = (f"converged means at most {thr['tv']:g} total variation and regret at most "
+            f"{_pct(thr['regret_share'])} of that spread")
+    if conv.get("converged"):
+        return f"The learners converged over rounds {lo}-{hi}: " + "; ".join(parts) + f" ({crit})."
+    bad = [_policy_name(k, e, family) for k, e in pols.items() if not e.get("converged")]
+    return (f"Not converged over rounds {lo}-{hi}: " + ", ".join(bad) + " still learn. "
+            + "; ".join(parts) + f" ({crit}). The findings below describe where learning stands "
+            "at the end of the run, not where it settles.")
+
+
+def convergence_caveat(summary: dict) -> str:
+    """A short note to put next to each finding of a run whose learners have not converged
+    (with the largest numbers), or '' when they have (or nothing learns)."""
+    conv = summary.get("convergence") or {}
+    if not conv or conv.get("converged") is True or not (conv.get("policies") or
+                                                          not conv.get("available", True)):
+        return ""
+    if not conv.get("available", True):
+        return " [convergence unknown: run extended]"
+    pols = conv["policies"].values()
+    tv = max(e["tv"] for e in pols)
+    share = max(e["regret_share"] for e in pols)
+    return f" [learners not converged: policy moved {tv:.3f} TV, regret {_pct(share)} of spread]"
+
+
+def misreport_scope_sentence(sc: dict, family: Family) -> str | None:
+    """For a run whose advertisers delegate to learning autobidders: what the per-run
+    misreport gain holds fixed, and where the learning-aware answer is."""
+    delegating = [g["group"] for g in sc.get("advertisers", []) if g.get("report")]
+    if not delegating:
+        return None
+    return (f"The misreport gain holds every policy fixed, {', '.join(delegating)}' own "
+            "autobidders included: it is the gain from one misreport that the autobidder does not "
+            "answer. A learning autobidder re-learns its bids for the reported value, which can "
+            "make misreporting pay where this gain reads 0 (Kolumbus and Nisan, 'Auctions "
+            "between regret-minimizing agents', 2022); `genmarket compare` with report "
+            "strategies measures that.")
+
+
+def bid_function_table(summary: dict, family: Family, reference: dict[str, float] | None
+                       ) -> pd.DataFrame | None:
+    """One row per learning policy and value bucket: the value range, the expected multiplier
+    (or bid) of the window's mean policy ± its 95% half-width across replicas, the share of the
+    bucket's auctions won, and the reference values where theory gives one."""
+    fns = summary.get("bid_function") or {}
+    rows = []
+    for key, fn in fns.items():
+        for b in fn["buckets"]:
+            lo, hi = b["value"]
+            row = {"policy": key, "values": f"{lo:.2f}-{hi:.2f}",
+                   ("bid" if fn["absolute"] else f"{family.acts} / value"): _num(b["action"]),
+                   "±95%": _num(b["action_ci95"]), "won share": _num(b["won_share"])}
+            if not fn["absolute"]:
+                row.update({k: f"{v:.3f}" for k, v in (reference or {}).items()})
+            rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
+def bid_function_figure(frame: pd.DataFrame, family: Family,
+                        reference: dict[str, float] | None) -> Figure | None:
+    """The bid function: expected multiplier (or bid) per value bucket against the bucket's
+    middle value, one line per learning policy, bands = 95% t-intervals across replicas, and the
+    reference values (dashed) for multiplier grids. None without learners."""
+    if frame is None or frame.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for (group, role), df in frame.groupby(["group", "role"], sort=False):
+        df = df.assign(mid=(df["value_low"] + df["value_high"]) / 2)
+        agg = df.groupby("mid")["action"].agg(["mean", half_width95]).reset_index()
+        hw = agg["half_width95"].fillna(0.0)
+        line, = ax.plot(agg["mid"], agg["mean"], marker="o", label=f"{group} ({role})")
+        ax.fill_between(agg["mid"], agg["mean"] - hw, agg["mean"] + hw, alpha=0.2,
+                        color=line.get_color())
+    absolute = bool(frame["absolute"].iloc[0])
+    if not absolute:
+        for i, (name, y) in enumerate((reference or {}).items()):
+            ax.axhline(y, ls="--", lw=1, color=f"C{i + 3}", label=name)
+    ax.set_xlabel("true value (bucket middle)")
+    ax.set_ylabel("bid" if absolute else f"{family.acts} / value")
+    ax.set_title(f"{family.acts.capitalize()} function per value bucket (summary window)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def game_convergence_sentence(folder: Path, family: Family) -> str | None:
+    """For a game folder: in how many profiles the learners converged, and the worst movement
+    and regret among those that did not (from each profile's summary.json); None without
+    diagnostics."""
+    seen, bad = 0, []
+    for path in sorted((Path(folder) / "profiles").glob("*/summary.json")):
+        conv = json.loads(path.read_text()).get("convergence")
+        if not conv or not (conv.get("policies") or not conv.get("available", True)):
+            continue
+        seen += 1
+        if conv.get("converged") is not True:
+            pols = conv.get("policies", {}).values()
+            bad.append((path.parent.name, max((e["tv"] for e in pols), default=float("nan")),
+                        max((e["regret_share"] for e in pols), default=float("nan"))))
+    if not seen:
+        return None
+    if not bad:
+        return (f"The learners converged in all {seen} profiles (every profile's summary window "
+                "passes its convergence thresholds), so the payoffs describe settled play.")
+    worst = max(bad, key=lambda b: (b[2], b[1]))
+    return (f"The learners have not converged in {len(bad)} of {seen} profiles (worst: "
+            f"{worst[0]}, policy moved {worst[1]:.3f} total variation, regret "
+            f"{_pct(worst[2])} of the spread between best and worst fixed action): the payoffs "
+            "of those profiles, and the equilibria built on them, describe learners still moving.")
