@@ -28,6 +28,10 @@ class EntryRule(ABC):
     def decide(self, u: Tensor, t: int) -> Tensor:
         """u [R, A] uniforms -> entered [R, A] bool."""
 
+    def enter_probability(self, t: int) -> Tensor | None:
+        """The probability of entering round t, [R, A]; None for a rule that does not learn."""
+        return None
+
     def update(self, entered: Tensor, gain: Tensor, observed: Tensor, t: int) -> None:  # noqa: B027
         """gain [R, A]: mean utility per auction of entering minus that of staying out.
         Fixed rules learn nothing, so the base update leaves them as they are."""
@@ -66,6 +70,9 @@ class Threshold(EntryRule):
     def decide(self, u: Tensor, t: int) -> Tensor:
         return (self.estimate > 0) | (u < self.explore)
 
+    def enter_probability(self, t: int) -> Tensor:
+        return torch.where(self.estimate > 0, 1.0, float(self.explore)).to(self.dtype)
+
     def update(self, entered, gain, observed, t):
         new = torch.lerp(self.estimate, gain.to(self.dtype), self.alpha)
         self.estimate = torch.where(observed, new, self.estimate)
@@ -92,6 +99,9 @@ class Learned(EntryRule):
 
     def decide(self, u: Tensor, t: int) -> Tensor:
         return self.strategy.act(self._ctx, u.unsqueeze(1), t).squeeze(1) == 1
+
+    def enter_probability(self, t: int) -> Tensor:
+        return self.strategy.policy(t)[:, :, 0, 1]
 
     def update(self, entered, gain, observed, t):
         actions = entered.long().unsqueeze(1)

@@ -62,7 +62,7 @@ def test_window_regret_matches_brute_force_second_price(scenario_dict, feedback,
     expected = (best.max(-1).values - own).sum(-1) / count.sum(-1)
     (diag,) = model.diagnostics.convergence(model.steps)
     torch.testing.assert_close(diag["regret"], expected, rtol=1e-9, atol=1e-12)
-    assert diag["auctions"].tolist() == [[72.0] * 3] * 2
+    assert diag["observations"].tolist() == [[72.0] * 3] * 2
 
 
 def test_bid_function_of_a_uniform_policy_is_the_grid_mean(scenario_dict):
@@ -153,3 +153,24 @@ def test_fixed_strategies_have_nothing_to_converge(scenario_dict, tmp_path):
     assert res.summary["convergence"]["policies"] == {}
     assert res.summary["convergence"]["converged"] is True
     assert res.summary["bid_function"] == {}
+
+
+def test_learned_entry_is_tracked_against_always_and_never(scenario_dict, tmp_path):
+    """A learned entry rule with an entry cost above any possible gain (values <= 1, cost 2):
+    staying out is the best fixed action, so its regret is the realised loss of the rounds it
+    entered, and the regret share is that loss over the gain's magnitude: between 0 and 1."""
+    d = scenario_dict
+    d.update(steps=60)
+    d["advertisers"][0]["entry"] = {"kind": "learned", "learner": {"kind": "hedge", "eta": 0.5}}
+    d["advertisers"][0]["entry_cost"] = 2.0
+    model = Market(d)
+    while model.running:
+        model.step()
+    entry = next(x for x in model.diagnostics.convergence(model.steps) if x["role"] == "entry")
+    track = model.diagnostics.entry_tracks[0]
+    assert (track.gain < 0).all()  # entering always loses
+    torch.testing.assert_close(entry["regret"], -track.realised / track.rounds)
+    assert ((entry["regret_share"] >= 0) & (entry["regret_share"] <= 1)).all()
+    assert (entry["observations"] == 60 - window_start(60)).all()  # full feedback: every round
+    p = model.groups[0].entry.enter_probability(model.steps)
+    torch.testing.assert_close(entry["tv"], (p.double() - track.start).abs())

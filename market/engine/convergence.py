@@ -14,7 +14,11 @@ rounds, the same rounds the summaries average):
   (`Diagnostics.convergence`). Under bandit feedback the learner never sees those counterfactual
   utilities; the adapter computes them on window rounds for the diagnostics only;
 - the ledger at the start of the window, so per-advertiser payoffs over every round of the window
-  follow from two snapshots (`Diagnostics.window_ledger`).
+  follow from two snapshots (`Diagnostics.window_ledger`);
+- for a learning entry rule (threshold or learned), the probability of entering at the window's
+  start and end, and the gain from entering summed over the window, so the regret against always
+  entering or always staying out follows (where the gain is observed: every round with full
+  feedback, the rounds entered with bandit feedback).
 
 All sums are float64 and live in the checkpoint, so a resumed run reports exactly what an
 uninterrupted one does. A run extended (`--resume` with more steps) past the start of its new
@@ -61,6 +65,21 @@ class _Track:
     names = ("start", "policy_sum", "grid", "own", "count", "won")
 
 
+class _EntryTrack:
+    """One learning entry rule's window sums, [R, A] float64: the probability of entering at the
+    window start, the gain from entering (per auction, entry cost included) summed over the rounds
+    where it is observed, the gain realised (entered rounds only) and those rounds."""
+
+    names = ("start", "gain", "realised", "rounds")
+
+    def __init__(self, group, rule, R: int, device):
+        self.group, self.role, self.rule = group, "entry", rule
+        self.start = torch.zeros((R, group.A), dtype=torch.float64, device=device)
+        self.gain = torch.zeros_like(self.start)
+        self.realised = torch.zeros_like(self.start)
+        self.rounds = torch.zeros_like(self.start)
+
+
 class Diagnostics:
     """The window sums of every learning policy of a market, and the ledger at the window start.
 
@@ -80,6 +99,10 @@ class Diagnostics:
                 self.tracks.append(_Track(g, "reporter", g.reporter))
             if g.bidder.learns:
                 self.tracks.append(_Track(g, "bidder", g.bidder))
+        device = next(iter(ledger_state().values())).device
+        R = next(iter(ledger_state().values())).shape[0]
+        self.entry_tracks = {g.index: _EntryTrack(g, g.entry, R, device) for g in groups
+                             if g.entry.enter_probability(0) is not None}
 
     def in_window(self, step: int) -> bool:
         """Whether round `step` (1-based, as Mesa counts) is in the summary window."""
@@ -93,6 +116,8 @@ class Diagnostics:
         self.ledger_start = {k: v.clone() for k, v in self._ledger_state().items()}
         for tr in self.tracks:
             tr.start.copy_(tr.policy.strategy.policy(t))
+        for et in self.entry_tracks.values():
+            et.start.copy_(et.rule.enter_probability(t))
 
     def observe(self, tr: _Track, ctx: Tensor, own: Tensor, active: Tensor, grid, won: Tensor,
                 t: int) -> None:
@@ -107,6 +132,18 @@ class Diagnostics:
         tr.won += bucket_sum(won.double(), ctx, active, C)[0]
         if grid is not None:
             tr.grid += grid_sums(grid, ctx, active, C)[0].double()
+
+    def observe_entry(self, group, entered: Tensor, gain: Tensor, observed: Tensor) -> None:
+        """Add one window round of a group's entry rule: entered, observed [R, A] bool; gain
+        [R, A] the per-auction utility of entering minus staying out, entry cost included."""
+        et = self.entry_tracks.get(group.index)
+        if et is None:
+            return
+        seen = observed.double()
+        g = torch.where(observed, gain.double(), 0.0)
+        et.gain += g
+        et.realised += g * entered.double()
+        et.rounds += seen
 
     def end_round(self) -> None:
         self.rounds += 1
@@ -127,8 +164,10 @@ class Diagnostics:
         grid point| (a multiplier, or an absolute bid in value units), same weights;
         `regret` the empirical regret per auction against the best fixed grid action per value
         bucket (money units, the utility the learner maximises); `regret_share` that regret as
-        a share of the spread between the best and worst fixed action (0 to 1); `auctions` the
-        window auctions it rests on. Each value is an [R, A] tensor."""
+        a share of the spread between the best and worst fixed action (0 to 1); `observations` the
+        window auctions it rests on (rounds, for an entry rule: role "entry", whose two actions
+        are staying out and entering, and whose `tv` and `shift` are the change in the
+        probability of entering). Each value is an [R, A] tensor."""
         out = []
         for tr in self.tracks:
             end = tr.policy.strategy.policy(t).double()
@@ -144,7 +183,17 @@ class Diagnostics:
             share = torch.where(spread > 0, regret / spread.clamp_min(1e-300), torch.zeros_like(regret))
             out.append({"group": tr.group.name, "role": tr.role, "tv": (tv * w).sum(-1),
                         "shift": (shift * w).sum(-1), "regret": regret, "regret_share": share,
-                        "auctions": tr.count.sum(-1)})
+                        "observations": tr.count.sum(-1)})
+        for et in self.entry_tracks.values():  # two actions: stay out (worth 0) or enter
+            moved = (et.rule.enter_probability(t).double() - et.start).abs()
+            n = et.rounds.clamp_min(1)
+            best = et.gain.clamp_min(0.0)
+            regret = (best - et.realised) / n
+            spread = et.gain.abs() / n
+            share = torch.where(spread > 0, regret / spread.clamp_min(1e-300),
+                                torch.zeros_like(regret))
+            out.append({"group": et.group.name, "role": "entry", "tv": moved, "shift": moved,
+                        "regret": regret, "regret_share": share, "observations": et.rounds})
         return out
 
     def bid_function(self) -> list[dict[str, Any]]:
@@ -176,6 +225,8 @@ class Diagnostics:
             state.update({f"ledger.{k}": v for k, v in self.ledger_start.items()})
         for i, tr in enumerate(self.tracks):
             state.update({f"{i}.{name}": getattr(tr, name) for name in _Track.names})
+        for i, et in self.entry_tracks.items():
+            state.update({f"entry{i}.{name}": getattr(et, name) for name in _EntryTrack.names})
         return state
 
     def load_state_dict(self, state: dict[str, Tensor], step: int) -> None:
@@ -196,3 +247,6 @@ class Diagnostics:
         for i, tr in enumerate(self.tracks):
             for name in _Track.names:
                 getattr(tr, name).copy_(state[f"{i}.{name}"])
+        for i, et in self.entry_tracks.items():
+            for name in _EntryTrack.names:
+                getattr(et, name).copy_(state[f"entry{i}.{name}"])

@@ -229,6 +229,9 @@ class Market(mesa.Model):
         gain, observed = self.adapter.entry_gain(rnd, cleared)
         gain = gain - self.entry_cost
         for g in self.groups:
+            if rnd.window:
+                self.diagnostics.observe_entry(g, rnd.entered[:, g.cols], gain[:, g.cols],
+                                               observed[:, g.cols])
             g.entry.update(rnd.entered[:, g.cols], gain[:, g.cols], observed[:, g.cols], t)
 
     def _book(self, entered: Tensor, cleared: Cleared) -> None:

@@ -110,7 +110,7 @@ def bid_function_table(summary: dict, family: Family, reference: dict[str, float
             lo, hi = b["value"]
             row = {"policy": key, "values": f"{lo:.2f}-{hi:.2f}",
                    ("bid" if fn["absolute"] else f"{family.acts} / value"): _num(b["action"]),
-                   "±95%": _num(b["action_ci95"]), "won share": _num(b["won_share"])}
+                   "±95%": _num(b["action_ci95"]), "won per auction": _num(b["won"])}
             if not fn["absolute"]:
                 row.update({k: f"{v:.3f}" for k, v in (reference or {}).items()})
             rows.append(row)

@@ -7,7 +7,7 @@ From the engine's `Diagnostics` (market/engine/convergence.py), over the summary
   included). Compare's payoff samples are these utilities.
 - `bid_function_frame`: per replica, learning policy and value bucket, the expected grid point
   of the window's mean policy (a bid or report multiplier, or an absolute bid), with the
-  auctions in the bucket and the share of them won.
+  auctions in the bucket and what was won per such auction.
 - `convergence_summary`: per learning policy, how far it moved over the window and its
   empirical regret against the best fixed grid action, and whether that passes the scenario's
   `[metrics.convergence]` thresholds.
@@ -56,7 +56,8 @@ def bid_function_frame(model) -> pd.DataFrame:
     """One row per replica, learning policy (group, role) and value bucket: value_low and
     value_high of the bucket, action (the expected multiplier, or bid when `absolute`, under the
     window's mean policy, averaged over the group's advertisers), auctions (window auctions in
-    the bucket, summed over the advertisers) and won_share (units won per such auction)."""
+    the bucket, summed over the advertisers) and won (per such auction, what the ledger books
+    as won: units won in classic auctions, the reward of the reply shown in MOSAIC)."""
     rows = []
     for fn in model.diagnostics.bid_function():
         action = fn["action"].cpu().numpy()  # [R, A, C]
@@ -70,7 +71,7 @@ def bid_function_frame(model) -> pd.DataFrame:
                              float(w[c] / n[c]) if n[c] > 0 else float("nan")))
     return pd.DataFrame(rows, columns=["replica", "group", "role", "bucket", "value_low",
                                        "value_high", "action", "absolute", "auctions",
-                                       "won_share"])
+                                       "won"])
 
 
 def convergence_summary(model) -> dict[str, Any]:
@@ -95,11 +96,12 @@ def convergence_summary(model) -> dict[str, Any]:
         entry: dict[str, Any] = {"group": d["group"], "role": d["role"]}
         for key in ("tv", "shift", "regret", "regret_share"):
             x = d[key].double().cpu().numpy()
+            x = np.where(np.abs(x) < 1e-12, 0.0, x)  # float noise around an exact 0
             entry[key] = num(x.mean())
             entry[f"{key}_max"] = num(x.max())
             if key == "regret":
                 entry["regret_ci95"] = num(half_width95(pd.Series(x.mean(1))))
-        entry["auctions"] = num(d["auctions"].double().cpu().numpy().mean())
+        entry["observations"] = num(d["observations"].double().cpu().numpy().mean())
         entry["converged"] = bool(entry["tv"] <= thr.tv and entry["regret_share"] <= thr.regret_share)
         ok &= entry["converged"]
         out["policies"][f"{d['group']}.{d['role']}"] = entry
@@ -110,7 +112,7 @@ def convergence_summary(model) -> dict[str, Any]:
 def bid_function_summary(frame: pd.DataFrame) -> dict[str, Any]:
     """The summary's `bid_function` section from `bid_function_frame`: per policy
     ("<group>.<role>") and bucket, the value range, the mean over replicas of the expected
-    action with its 95% half-width across replicas, and the share of the bucket's auctions won;
+    action with its 95% half-width across replicas, and what was won per auction of the bucket;
     and `won_weighted`: the buckets' actions weighted by the units won in them (the shading of
     the bids that win, as opposed to every value weighing the same)."""
     out: dict[str, Any] = {}
@@ -121,8 +123,8 @@ def bid_function_summary(frame: pd.DataFrame) -> dict[str, Any]:
                                                         num(b["value_high"].iloc[0])],
                             "action": num(b["action"].mean()),
                             "action_ci95": num(half_width95(b["action"])),
-                            "won_share": num(b["won_share"].mean())})
-        won = df["won_share"].fillna(0.0) * df["auctions"]
+                            "won": num(b["won"].mean())})
+        won = df["won"].fillna(0.0) * df["auctions"]
         weighted = float((won * df["action"]).sum() / won.sum()) if won.sum() > 0 else float("nan")
         out[f"{group}.{role}"] = {"absolute": bool(df["absolute"].iloc[0]), "buckets": buckets,
                                   "won_weighted": num(weighted)}
