@@ -50,6 +50,9 @@ class Metrics(Strict):
     # share of relevant advertisers entering falls below this; relevant: relevance >= 0.5 to
     # some query topic
     unraveling_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # readable samples (samples.jsonl) per collected round, from replica 0, for families whose
+    # adapter has the optional `samples` hook; 0: none (and no work)
+    samples: Annotated[int, Field(ge=0, le=100)] = 2
 
 
 class Variant(Strict):
