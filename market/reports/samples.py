@@ -20,7 +20,7 @@ from genmarket.market.running.folder import SAMPLES, read_samples
 __all__ = ["SHOWN", "chosen", "samples_section"]
 
 SHOWN = 3  # samples shown per folder
-ID_KEYS = 8  # at most this many short scalar fields name a sample in its heading
+ID_KEYS = 8  # at most this many leading short fields name a sample in its heading
 
 
 def chosen(records: list[dict], k: int = SHOWN) -> list[dict]:
@@ -71,14 +71,19 @@ def _short(v: Any) -> bool:
 
 
 def _record(doc: Doc, rec: dict, level: int) -> None:
-    """One sample: its identifying fields as the heading, texts quoted, tables, files."""
-    ids = [k for k, v in rec.items() if _short(v)][:ID_KEYS]
+    """One sample: its leading identifying fields as the heading, then each other field: texts
+    quoted, numbers, lists of records as tables, file names."""
+    ids = []
+    for k, v in rec.items():  # the leading short fields (step, replica, auction, ...)
+        if not _short(v) or len(ids) == ID_KEYS:
+            break
+        ids.append(k)
     doc.heading(", ".join(f"{k} {_fmt(rec[k])}" for k in ids), level)
     for key, value in rec.items():
         if key in ids:
             continue
-        if isinstance(value, str):
-            doc.text(f"{key}: “{value}”")
+        if isinstance(value, str):  # texts quoted, single words as they are
+            doc.text(f"{key}: “{value}”" if " " in value.strip() else f"{key}: {value}")
         elif isinstance(value, bool | int | float):
             doc.text(f"{key}: {_fmt(value)}")
         elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
