@@ -86,7 +86,8 @@ def run_scenario(
             if bar is not None:
                 bar.advance()
             if model.steps % every_ckpt == 0 and model.steps < scenario.steps:
-                folder.save_checkpoint(model, frames(model, *model.take_rows()), model.take_samples())
+                folder.save_checkpoint(model, frames(model, *model.take_rows()),
+                                       model.take_samples())
                 model.datacollector = model.new_collector()
             if stop_after is not None and model.steps >= stop_after:
                 raise Interrupted(f"stopped after step {model.steps}")
