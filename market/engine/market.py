@@ -69,7 +69,8 @@ class Market(mesa.Model):
     into it (`seed=3`, `mechanism__reserve=0.1`), which is how `mesa.batch_run` sweeps it.
     After each step: `ledger` (cumulative totals per replica and advertiser, [R, n]),
     `step_metrics` (per-replica numpy arrays, on collection steps), `last_round` (per-advertiser
-    means of the last collected round, [R, n] numpy arrays) and the DataCollector's rows.
+    means of the last collected round, [R, n] numpy arrays), the DataCollector's rows and
+    `samples` (readable records of replica 0's auctions, when the family offers them).
     """
 
     # the ledger: rounds entered and running sums of (won, payment, utility), [R, n] each
@@ -115,6 +116,10 @@ class Market(mesa.Model):
         self.agent_means: dict[str, np.ndarray] | None = None
         self.rows: list[tuple[int, dict[str, np.ndarray]]] = []
         self.agent_rows: list[tuple[int, dict[str, np.ndarray]]] = []
+        # readable samples: only when asked for and the family's adapter has the optional hook
+        self.sample_count = scenario.metrics.samples
+        self._sampler = getattr(self.adapter, "samples", None) if self.sample_count else None
+        self.samples: list[dict[str, Any]] = []
         self.datacollector = self.new_collector()
         self.datacollector.collect(self)  # step 0: no auction yet, so every column is NaN
         self.running = self.steps < (scenario.steps or 0)
@@ -156,6 +161,12 @@ class Market(mesa.Model):
         rows, agent_rows = self.rows, self.agent_rows
         self.rows, self.agent_rows = [], []
         return rows, agent_rows
+
+    def take_samples(self) -> list[dict[str, Any]]:
+        """The readable samples (seam `Sample` records) collected since the last call, handed
+        over and forgotten."""
+        samples, self.samples = self.samples, []
+        return samples
 
     @property
     def advertisers(self):
@@ -270,6 +281,9 @@ class Market(mesa.Model):
             # one stacked mean over replicas, [fields, n], for the DataCollector's agent columns
             means = torch.stack([torch.as_tensor(x).double() for x in record.values()]).mean(1)
             self.agent_means = dict(zip(record, means.cpu().numpy(), strict=True))
+        if self._sampler is not None:
+            self.samples += [{"step": self.steps, "replica": 0, **rec}
+                             for rec in self._sampler(rnd, cleared, self.sample_count)]
         self.datacollector.collect(self)
 
     @property

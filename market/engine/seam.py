@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import torch
 from torch import Tensor
@@ -29,7 +29,8 @@ from genmarket.market.registry import Registry
 
 __all__ = [
     "EXPERIMENTS", "FAMILIES", "WORLDS", "Cleared", "Example", "Experiment", "Family",
-    "MarketAdapter", "MarketSpec", "MetricSpec", "Panel", "Round", "World", "family_of", "families",
+    "MarketAdapter", "MarketSpec", "MetricSpec", "Panel", "Round", "Sample", "World", "family_of",
+    "families",
     "register_experiment", "register_family", "register_world",
 ]
 
@@ -307,6 +308,23 @@ class Cleared:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Sample(TypedDict, total=False):
+    """One readable sample (a line of samples.jsonl), as an adapter's `samples` hook returns it:
+    `auction`, the auction's index among replica 0's B auctions of the round (required), then
+    the family's own JSON-able fields (str, int, float, bool, lists and dicts of them): what was
+    asked, what was returned, who took part with what values, reports, rewards and payments.
+    `attachments` (optional) holds what is not text, {file name: bytes} (an image): the run
+    folder writes each to `samples/<step>-<replica>-<auction>-<name>` and the line then lists
+    `files`, those paths relative to the run folder, instead. The engine adds `step` and
+    `replica` (0), first."""
+
+    step: int
+    replica: int
+    auction: int
+    attachments: dict[str, bytes]
+    files: list[str]
+
+
 class MarketAdapter(Protocol):
     """A family's market side. Every method works on the tensors of one round.
 
@@ -321,6 +339,9 @@ class MarketAdapter(Protocol):
     record(round, cleared) -> {column: [R, n]} in the order of `Family.record`.
     Optional: state_dict() -> {name: Tensor} and load_state_dict(state), for an adapter that
     keeps state between rounds (checkpoints carry it, under "_adapter.").
+    Optional: samples(round, cleared, k) -> at most k readable records of replica 0's auctions
+        of this round (see `Sample`); called on collection steps only, and only when the
+        scenario's `[metrics] samples` is above 0, so an adapter without it costs nothing.
     """
 
     def clear(self, rnd: Round) -> Cleared: ...

@@ -57,6 +57,7 @@ from genmarket.market.running.folder import (
     write_json,
     write_parquet,
 )
+from genmarket.market.running.progress import Bars
 from genmarket.market.running.runner import run_scenario
 from genmarket.market.running.summary import summary_window
 from genmarket.market.scenario import Scenario, ScenarioError, validate_scenario
@@ -250,26 +251,30 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
         jobs.append((d, str(out / "profiles" / slug), pid, roles))
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
-    for _ in range(retries + 1):  # a failed profile is started afresh `retries` times
-        submit = _submit_ray if backend == "ray" else _submit_local
-        again = []
-        for job, result, exc in submit(jobs, max(1, workers)):
-            pid = job[2]
-            if exc is not None:
-                failed[pid] = f"{type(exc).__name__}: {exc}"
-                shutil.rmtree(job[1], ignore_errors=True)  # start that profile afresh
-                again.append(job)
-                continue
-            failed.pop(pid, None)
-            payoffs, outcomes = result
-            slug = profile_slug(pid)
-            write_parquet(outcomes, out / "profiles" / f"{slug}.outcomes.parquet")
-            write_parquet(payoffs, out / "profiles" / f"{slug}.parquet")  # last: marks it done
-            if progress:
-                print(f"  {pid}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
-        jobs = again
-        if not jobs:
-            break
+    with Bars(progress) as bars:  # k/N profiles; the finished ones (resumed) count as done
+        task = bars.add("profiles simulated", len(full), "profiles",
+                        completed=len(full) - len(jobs))
+        for _ in range(retries + 1):  # a failed profile is started afresh `retries` times
+            submit = _submit_ray if backend == "ray" else _submit_local
+            again = []
+            for job, result, exc in submit(jobs, max(1, workers)):
+                pid = job[2]
+                if exc is not None:
+                    failed[pid] = f"{type(exc).__name__}: {exc}"
+                    shutil.rmtree(job[1], ignore_errors=True)  # start that profile afresh
+                    again.append(job)
+                    continue
+                failed.pop(pid, None)
+                payoffs, outcomes = result
+                slug = profile_slug(pid)
+                write_parquet(outcomes, out / "profiles" / f"{slug}.outcomes.parquet")
+                write_parquet(payoffs, out / "profiles" / f"{slug}.parquet")  # last: marks it done
+                bars.advance(task)
+                if progress:
+                    print(f"  {pid}: done ({time.perf_counter() - t0:.0f} s)", flush=True)
+            jobs = again
+            if not jobs:
+                break
     if failed:
         write_json(out / "failed.json", failed)
         raise RuntimeError(f"{len(failed)} profile(s) failed (see {out / 'failed.json'}): "

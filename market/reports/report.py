@@ -29,6 +29,7 @@ from genmarket.market.reports.run_figures import (
     unraveling_figure,
     ylabel,
 )
+from genmarket.market.reports.samples import samples_section
 from genmarket.market.reports.specs import family_for, label, unraveling_columns
 from genmarket.market.scenario import validate_scenario
 
@@ -73,6 +74,7 @@ def write_report(folder: Path) -> tuple[Path, Path]:
     doc = Doc(f"{name}: {what}")
     F.sns.set_theme(style="whitegrid", context="notebook")
     section(doc, folder, 2)
+    samples_section(doc, folder, 2)
     figs = folder / FIGURES
     figs.mkdir(exist_ok=True)
     for old in figs.glob("*.png"):  # figures of an earlier report

@@ -7,11 +7,13 @@ Layout of a run folder:
     checkpoint/            state.json + state-<step>.safetensors: everything needed to resume
     metrics.parquet        one row per collected step and replica (written when the run ends)
     agents.parquet         one row per collected step, replica and advertiser
+    samples.jsonl          readable sample auctions of replica 0 (one JSON object a line);
+                           samples/ the files they attach, if any
     summary.json           means over the last 10% of steps, overall and per group
     figures/               seaborn PNGs
 
-Rows reach `parts/` only together with the checkpoint that follows them, so an interrupted run
-resumed from its checkpoint neither loses nor repeats a step.
+Rows reach `parts/` (and samples `samples.jsonl`) only together with the checkpoint that follows
+them, so an interrupted run resumed from its checkpoint neither loses nor repeats a step.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pandas as pd
 from safetensors.torch import load_file, save_file
 
 MANIFEST, SUMMARY, STATE = "manifest.json", "summary.json", "state.json"
+SAMPLES = "samples.jsonl"
 PACKAGES = ("genmarket", "mesa", "torch", "numpy", "pandas", "pyarrow", "pydantic", "scipy", "seaborn")
 
 
@@ -125,6 +128,11 @@ class RunFolder:
         fields = type(scenario.mechanism).model_fields
         if isinstance(old.get("mechanism"), dict):
             old["mechanism"] = {k: v for k, v in old["mechanism"].items() if k in fields}
+        # folders written before a [metrics] key existed used its default
+        if isinstance(old.get("metrics"), dict) and isinstance(new.get("metrics"), dict):
+            defaults = type(scenario.metrics)().model_dump(mode="json")
+            old["metrics"] = {**{k: v for k, v in defaults.items() if k not in old["metrics"]},
+                              **old["metrics"]}
         old.pop("steps", None)
         new.pop("steps", None)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -135,10 +143,14 @@ class RunFolder:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save_checkpoint(self, model, frames: tuple[pd.DataFrame, pd.DataFrame | None]) -> None:
-        """Flush the rows collected since the last checkpoint, then save the model state."""
+    def save_checkpoint(self, model, frames: tuple[pd.DataFrame, pd.DataFrame | None],
+                        samples: list[dict] | None = None) -> None:
+        """Flush the rows (and readable samples) collected since the last checkpoint, then save
+        the model state."""
         step = int(model.steps)
         metrics, agents = frames
+        if samples:
+            self.append_samples(samples)
         self.parts.mkdir(parents=True, exist_ok=True)
         for name, df in (("metrics", metrics), ("agents", agents)):
             if df is not None and len(df):
@@ -158,17 +170,54 @@ class RunFolder:
         state_path = self.checkpoints / STATE
         if not state_path.exists():
             self._drop_parts_after(0)
+            self.drop_samples_after(0)
             return 0
         state = json.loads(state_path.read_text())
         step = int(state["steps"])
         model.load_state_dict(load_file(str(self.checkpoints / state["tensors"])), step)
         self._drop_parts_after(step)
+        self.drop_samples_after(step)
         return step
 
     def _drop_parts_after(self, step: int) -> None:
         for part in self.parts.glob("*.parquet"):
             if int(part.stem.split("-")[-1]) > step:
                 part.unlink()
+
+    # ------------------------------------------------------------------ samples
+
+    def append_samples(self, records: list[dict], name: str = SAMPLES) -> None:
+        """Append readable sample records to `name` (one JSON object a line), writing their
+        `attachments` to samples/ and listing them under `files` (relative paths)."""
+        lines = []
+        for rec in records:
+            rec = dict(rec)
+            attachments = rec.pop("attachments", None) or {}
+            if attachments:
+                (self.path / "samples").mkdir(exist_ok=True)
+                stem = f"{rec.get('step', 0):010d}-{rec.get('replica', 0)}-{rec.get('auction', 0)}"
+                rec["files"] = []
+                for file, data in attachments.items():
+                    rel = f"samples/{stem}-{file}"
+                    (self.path / rel).write_bytes(data)
+                    rec["files"].append(rel)
+            lines.append(json.dumps(rec, default=_jsonable, ensure_ascii=False) + "\n")
+        with open(self.path / name, "a", encoding="utf-8") as fh:
+            fh.writelines(lines)
+
+    def drop_samples_after(self, step: int) -> None:
+        """Keep only the samples (and their files) of steps <= `step`: those written after the
+        checkpoint a resumed run starts from are written again as it replays them."""
+        path = self.path / SAMPLES
+        if path.exists():
+            keep = [rec for rec in read_samples(path) if rec.get("step", 0) <= step]
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep),
+                           encoding="utf-8")
+            os.replace(tmp, path)
+        for file in (self.path / "samples").glob("*"):
+            if int(file.name.split("-")[0]) > step:
+                file.unlink()
 
     # ------------------------------------------------------------------ results
 
@@ -192,11 +241,23 @@ class RunFolder:
         return metrics, agents
 
 
+def read_samples(path: Path) -> list[dict]:
+    """The records of a samples.jsonl file, in order; a last line cut short by a kill is left
+    out."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     df.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
     os.replace(tmp, path)
 
 
-__all__ = ["RunFolder", "RunFolderError", "git_commit", "package_versions", "write_json",
-           "write_parquet"]
+__all__ = ["SAMPLES", "RunFolder", "RunFolderError", "git_commit", "package_versions",
+           "read_samples", "write_json", "write_parquet"]

@@ -87,14 +87,15 @@ def run_scenario(
             if bar is not None:
                 bar.advance()
             if model.steps % every_ckpt == 0 and model.steps < scenario.steps:
-                folder.save_checkpoint(model, frames(model, *model.take_rows()))
+                folder.save_checkpoint(model, frames(model, *model.take_rows()),
+                                       model.take_samples())
                 model.datacollector = model.new_collector()
             if stop_after is not None and model.steps >= stop_after:
                 raise Interrupted(f"stopped after step {model.steps}")
     finally:
         if bar is not None:
             bar.close()
-    folder.save_checkpoint(model, frames(model, *model.take_rows()))
+    folder.save_checkpoint(model, frames(model, *model.take_rows()), model.take_samples())
     model.datacollector = model.new_collector()
     metrics, agents = folder.finalize()
     summary = summarize(metrics, agents, scenario.steps, model.family,

@@ -62,6 +62,9 @@ class Metrics(Strict):
     # some query topic
     unraveling_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
     convergence: Convergence = Convergence()
+    # readable samples (samples.jsonl) per collected round, from replica 0, for families whose
+    # adapter has the optional `samples` hook; 0: none (and no work)
+    samples: Annotated[int, Field(ge=0, le=100)] = 2
 
 
 class Variant(Strict):

@@ -42,6 +42,9 @@ class ClassicAdapter:
         self._bid_k = max((g.bidder.K for g in groups if g.bidder.learns), default=0)
         reporters = [g for g in groups if g.reporter is not None and g.reporter.learns]
         self._rep_k = max((g.reporter.K for g in reporters), default=0)
+        self._names = [(g.name, f"{g.name}-{k + 1}" if g.A > 1 else g.name)
+                       for g in groups for k in range(g.A)]  # (group, name) per column
+        self._delegates = any(g.reporter is not None for g in groups)
 
     def clear(self, rnd: Round) -> Cleared:
         spec = self.spec
@@ -159,3 +162,35 @@ class ClassicAdapter:
             "payment": mean(cleared.payment),
             "utility": (cleared.gross.mean(dim=1) - ent * self.spec.entry_cost).double(),
         }
+
+    def samples(self, rnd: Round, cleared: Cleared, k: int) -> list[dict]:
+        """Replica 0's first k auctions of the round: each entrant's group, name, value, bid (and
+        the value its autobidder saw when it delegates), units won and payment (value units),
+        sorted by bid, highest first. One transfer to the host."""
+        k = min(k, self.spec.B)
+        rows = [rnd.values[0, :k], cleared.extra["bids"][0, :k], cleared.won[0, :k],
+                cleared.payment[0, :k], rnd.mask[0, :k].to(rnd.values.dtype)]
+        if self._delegates:
+            rows.append(rnd.v_hat[0, :k])
+        host = torch.stack([x.to(rnd.values.dtype) for x in rows]).double().cpu().tolist()
+        out = []
+        for b in range(k):
+            bidders = []
+            for i, (group, name) in enumerate(self._names):
+                if not host[4][b][i]:
+                    continue
+                rec = {"name": name, "group": group, "value": _num(host[0][b][i]),
+                       "bid": _num(host[1][b][i]), "won": _num(host[2][b][i]),
+                       "payment": _num(host[3][b][i])}
+                if self._delegates:
+                    rec["report"] = _num(host[5][b][i])
+                bidders.append(rec)
+            bidders.sort(key=lambda r: -r["bid"])
+            out.append({"auction": b, "bidders": bidders,
+                        "revenue": _num(sum(r["payment"] for r in bidders))})
+        return out
+
+
+def _num(x: float) -> float:
+    """A float to 6 significant digits: readable, and lines stay short."""
+    return float(f"{x:.6g}")

@@ -26,6 +26,7 @@ from genmarket.mechanisms.backends.text.world import build_backend, relevance_ma
 from genmarket.mechanisms.base import get_mechanism
 from genmarket.mechanisms.mosaic.mechanism import MosaicBatch
 from genmarket.mechanisms.mosaic.metrics import round_metrics
+from genmarket.mechanisms.mosaic.samples import mosaic_samples
 from genmarket.mechanisms.mosaic.worlds import flipped_masks, own_world_outcomes
 
 __all__ = ["MosaicAdapter"]
@@ -55,6 +56,7 @@ class MosaicAdapter:
         # groups with the same report grid share one grid-utility computation per round
         self._grid_key = {g.index: tuple(g.bidder.grid.tolist()) for g in spec.groups
                           if g.bidder.learns}
+        self._group_of = [g.name for g in spec.groups for _ in range(g.A)]  # per column
 
     def clear(self, rnd: Round) -> Cleared:
         spec = self.spec
@@ -164,3 +166,14 @@ class MosaicAdapter:
             "payment": mean(cleared.extra["out"].payment),
             "utility": (cleared.gross.mean(1) - ent * self.spec.entry_cost).double(),
         }
+
+    def samples(self, rnd: Round, cleared: Cleared, k: int) -> list[dict]:
+        """Readable records of replica 0's first k auctions of the round (`mosaic_samples`):
+        the query, the returned reply, the entrants' true and reported reward scales, rewards
+        and payments (reward units), and the most probable other candidates."""
+        e = cleared.extra
+        n = self.spec.n
+        return mosaic_samples(self.backend, range(min(k, self.B)), e["q"], self.slots,
+                              rnd.mask.reshape(-1, n), e["cand"], e["out"],
+                              rnd.values.reshape(-1, n), e["scale"].reshape(-1, n), e["reward"],
+                              e["out"].payment, self._group_of)

@@ -12,14 +12,18 @@ Random numbers: seed s of instance i uses replica s of the counter-based streams
 j's uniforms are the same for every M and generator (common random numbers), so the curves
 against M are smooth and the generators are compared on the same draws.
 
-Run folder: manifest.json, parts/ (one Parquet file per generator and M, so an interrupted run
+Run folder: manifest.json, parts/ (Parquet files per generator and M, so an interrupted run
 resumes at the next cell), auctions.parquet (one row per auction), advertisers.parquet (one row
-per auction and advertiser), summary.json, figures/.
+per auction and advertiser), samples.jsonl (`[metrics] samples` readable auctions per generator
+and M: the query, the returned reply, the advertisers' rewards and payments), summary.json,
+figures/. With progress on, bars count the cells done and the candidate replies drawn.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,8 @@ from torch import Tensor
 from genmarket.agents.advertiser import ValueSampler
 from genmarket.market.engine import streams as S
 from genmarket.market.engine.device import resolve_device
-from genmarket.market.running.folder import RunFolder, write_json, write_parquet
+from genmarket.market.running.folder import SAMPLES, RunFolder, write_json, write_parquet
+from genmarket.market.running.progress import Bars
 from genmarket.market.running.result import RunResult
 from genmarket.market.running.summary import half_width95, num
 from genmarket.market.scenario import Scenario
@@ -40,6 +45,7 @@ from genmarket.mechanisms.backends.text.base import Candidates
 from genmarket.mechanisms.backends.text.world import build_backend, build_world
 from genmarket.mechanisms.base import get_mechanism
 from genmarket.mechanisms.mosaic.mechanism import MosaicBatch
+from genmarket.mechanisms.mosaic.samples import mosaic_samples
 from genmarket.mechanisms.mosaic.worlds import flipped_masks, own_world_outcomes, reply_quality
 
 __all__ = ["instance_table", "run_one_shot", "summarize_one_shot"]
@@ -68,7 +74,8 @@ def _first(cand: Candidates, M: int) -> Candidates:
 class _Cells:
     """What every cell of the experiment shares: backend, mechanism, instances, random numbers."""
 
-    def __init__(self, scenario: Scenario, device: torch.device, dtype: torch.dtype):
+    def __init__(self, scenario: Scenario, device: torch.device, dtype: torch.dtype,
+                 bars: Bars | None = None):
         ex = scenario.experiment
         self.tau, self.offset = scenario.mechanism.tau, scenario.mechanism.offset
         self.mech = get_mechanism("mosaic", **scenario.mechanism.params())
@@ -93,6 +100,15 @@ class _Cells:
             chosen = self.adv == a
             self.m[chosen] = sampler(uv[chosen])
         self.B, self.k = self.q.numel(), self.adv.shape[1]
+        self.sample_count = scenario.metrics.samples
+        self.groups = [g.group for g in scenario.advertisers for _ in range(g.count)]
+        # the candidate replies to draw: the reference generator's (always: the benchmarks),
+        # and the context-aware one's with each advertiser's world
+        drawn = self.B * Mmax * (1 + (self.k + 1) * ("context" in ex.generators))
+        self.bars = bars or Bars(False)
+        self.task = self.bars.add("candidate replies drawn", drawn, "replies")
+        if hasattr(self.backend, "progress"):  # a backend that counts its own batches
+            self.backend.progress = lambda n: self.bars.advance(self.task, n)
         self.log_z = None
         if getattr(self.backend, "log_partition", None) is not None:
             self.log_z = self.backend.log_partition(self.q, self.adv, self.m / self.tau)
@@ -104,18 +120,23 @@ class _Cells:
         they are the first M of the M_max drawn once per generator), and for "context" the
         candidates of the worlds without each advertiser (world-major, [k * B, ...])."""
         if generator not in self._drawn:
-            Mmax, k = self.u.shape[1], self.k
+            k = self.k
             mask = torch.ones((self.B, k), dtype=torch.bool, device=self.q.device)
             if generator == "context":
                 flipped = flipped_masks(mask)
-                absent = self.backend.candidates(self.q.repeat(k), self.adv.repeat(k, 1), flipped,
-                                                 Mmax, self.u.repeat(k, 1, 1))
-                self._drawn[generator] = (self.backend.candidates(self.q, self.adv, mask, Mmax,
-                                                                  self.u), absent)
+                absent = self._draw(self.q.repeat(k), self.adv.repeat(k, 1), flipped,
+                                    self.u.repeat(k, 1, 1))
+                self._drawn[generator] = (self._draw(self.q, self.adv, mask, self.u), absent)
             else:
-                self._drawn[generator] = (self.backend.candidates(self.q, self.adv, None, Mmax,
-                                                                  self.u), None)
+                self._drawn[generator] = (self._draw(self.q, self.adv, None, self.u), None)
         return tuple(None if c is None else _first(c, M) for c in self._drawn[generator])
+
+    def _draw(self, query: Tensor, adv: Tensor, context: Tensor | None, u: Tensor) -> Candidates:
+        """The backend's candidates for uniforms u [B', M, L], counted on the progress bar."""
+        cand = self.backend.candidates(query, adv, context, u.shape[1], u)
+        if not hasattr(self.backend, "progress"):
+            self.bars.advance(self.task, u.shape[0] * u.shape[1])
+        return cand
 
     def _reference_benchmarks(self) -> dict[str, Tensor]:
         """Replies sampled from pi_ref itself: their mean log pi_r ("reference") and mean
@@ -130,9 +151,9 @@ class _Cells:
             "logp_proxy": cand.log_ref.mean(-1),
         }
 
-    def run(self, generator: str, M: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def run(self, generator: str, M: int) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
         """One cell: every auction with M candidates from `generator`. Returns (auction rows,
-        advertiser rows)."""
+        advertiser rows, readable samples of the first `[metrics] samples` auctions)."""
         B, k = self.B, self.k
         mask = torch.ones((B, k), dtype=torch.bool, device=self.q.device)
         cand, absent = self.candidates(generator, M)
@@ -177,7 +198,20 @@ class _Cells:
             "utility_gain": np_((gain - pay_with).reshape(-1)),
             "utility_gain_no_offset": np_((gain - pay_without).reshape(-1)),
         })
-        return auctions, advertisers
+        samples = mosaic_samples(self.backend, range(min(self.sample_count, B)), self.q, self.adv,
+                                 mask, cand, out, self.m, self.m, reward_in, pay_with, self.groups,
+                                 {"reward_gain": gain, "utility_gain": gain - pay_with})
+        samples = [{"generator": generator, "M": M, "instance": int(self.instance[r["auction"]]),
+                    "seed": int(self.seed[r["auction"]]), **r} for r in samples]
+        return auctions, advertisers, samples
+
+
+def _write_lines(path: Path, records: list[dict]) -> None:
+    """`records` as JSON lines in `path`, written whole (a kill leaves the old file or none)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                   encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def summarize_one_shot(auctions: pd.DataFrame, advertisers: pd.DataFrame) -> dict[str, Any]:
@@ -219,20 +253,34 @@ def run_one_shot(scenario: Scenario, out: str | Path, resume: bool = False, prog
     todo = [(g, M) for g in ex.generators for M in ex.candidates]
     t0 = time.perf_counter()
     cells = None
-    done = 0
-    for g, M in todo:
-        a_path = folder.parts / f"auctions-{g}-{M:05d}.parquet"
-        d_path = folder.parts / f"advertisers-{g}-{M:05d}.parquet"
-        if a_path.exists() and d_path.exists():
-            done += 1
-            continue
-        cells = cells or _Cells(scenario, device, dtype)
-        auctions, advertisers = cells.run(g, M)
-        write_parquet(advertisers, d_path)  # auctions last: it marks the cell done
-        write_parquet(auctions, a_path)
-        if progress:
-            print(f"  {g:9s} M = {M:4d}: logp_opt {auctions['logp_opt'].mean():9.3f}  "
-                  f"reward gain {auctions['reward_gain'].mean():8.3f}", flush=True)
+
+    def part(name: str, g: str, M: int, ext: str = "parquet") -> Path:
+        return folder.parts / f"{name}-{g}-{M:05d}.{ext}"
+
+    done = sum(part("auctions", g, M).exists() and part("advertisers", g, M).exists()
+               for g, M in todo)
+    with Bars(progress) as bars:
+        cell_task = bars.add("one-shot cells (generator, M)", len(todo), "cells", completed=done)
+        for g, M in todo:
+            a_path, d_path = part("auctions", g, M), part("advertisers", g, M)
+            if a_path.exists() and d_path.exists():
+                continue
+            cells = cells or _Cells(scenario, device, dtype, bars)
+            auctions, advertisers, samples = cells.run(g, M)
+            if samples:
+                _write_lines(part("samples", g, M, "jsonl"), samples)
+            write_parquet(advertisers, d_path)  # auctions last: it marks the cell done
+            write_parquet(auctions, a_path)
+            bars.advance(cell_task)
+            if progress:
+                print(f"  {g:9s} M = {M:4d}: logp_opt {auctions['logp_opt'].mean():9.3f}  "
+                      f"reward gain {auctions['reward_gain'].mean():8.3f}", flush=True)
+    lines = [p.read_text(encoding="utf-8") for g, M in todo
+             if (p := part("samples", g, M, "jsonl")).exists()]
+    if lines:
+        tmp = folder.path / (SAMPLES + ".tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, folder.path / SAMPLES)
     auctions = pd.concat([pd.read_parquet(folder.parts / f"auctions-{g}-{M:05d}.parquet")
                           for g, M in todo], ignore_index=True)
     advertisers = pd.concat([pd.read_parquet(folder.parts / f"advertisers-{g}-{M:05d}.parquet")

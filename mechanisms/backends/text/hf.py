@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ from genmarket.mechanisms.backends.text.base import (
     TextWorld,
     register_backend,
 )
+from genmarket.mechanisms.backends.text.quiet import quiet_transformers, quietly
 
 __all__ = [
     "SMOLLM2_INSTALL",
@@ -149,10 +151,11 @@ def _load(folder: str, gguf_file: str | None, dtype: torch.dtype, device: str):
     common = dict(local_files_only=True, trust_remote_code=False)
     if gguf_file is not None:
         common["gguf_file"] = gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(folder, **common)
-    if gguf_file is None:
-        common["use_safetensors"] = True
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **common)
+    with quiet_transformers(gguf=gguf_file is not None):  # no conversion bars in the run's log
+        tokenizer = AutoTokenizer.from_pretrained(folder, **common)
+        if gguf_file is None:
+            common["use_safetensors"] = True
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **common)
     return tokenizer, model.to(device).eval()
 
 
@@ -164,7 +167,12 @@ class HFTextBackend:
     most new tokens a reply has. temperature, top_p — the sampler of the generator (0.8, 0.95 in
     the paper). batch_size — most sequences in one forward pass. chat_template — use the
     tokenizer's chat template (None: when it has one). Local files only, no remote code.
+    progress — None, or a callable told the number of replies each batch just drew (the
+    one-shot experiment's progress bar sets it). transformers' warnings and bars are silenced
+    while the model loads and runs (`quiet_transformers`).
     """
+
+    progress: Callable[[int], None] | None = None
 
     def __init__(self, world: TextWorld, *, model: str, device="cpu", dtype=torch.float32,
                  length: int = 48, temperature: float = 0.8, top_p: float = 0.95,
@@ -201,6 +209,9 @@ class HFTextBackend:
         self.pad_id = pad if pad is not None else (eos[0] if eos else 0)
         self.out_dtype = torch.promote_types(dtype, torch.float32)
         self._ids: dict[tuple[int, str | None], list[int]] = {}
+        # the cache argument's name: `cache` in newer transformers, `past_key_values` before
+        params = inspect.signature(self.model.forward).parameters
+        self._cache = "cache" if "cache" in params else "past_key_values"
 
     # ----- prompts -----
     def prompt_ids(self, query: int, instruction: str | None) -> list[int]:
@@ -247,9 +258,9 @@ class HFTextBackend:
             mask[u, P - len(p):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                         past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                         logits_to_keep=1, **{self._cache: DynamicCache()})
+        cache = out[self._cache]
         cache.reorder_cache(which)
         return cache, out.logits[which, -1].float(), mask[which], mask.sum(-1)[which]
 
@@ -260,7 +271,7 @@ class HFTextBackend:
         ids = torch.where(valid, replies, self.pad_id)
         pos = n.unsqueeze(-1) + torch.arange(ids.shape[1], device=self.device)
         out = self.model(input_ids=ids, attention_mask=torch.cat([mask, valid.long()], -1),
-                         position_ids=pos, past_key_values=cache, use_cache=True)
+                         position_ids=pos, use_cache=True, **{self._cache: cache})
         logits = out.logits[:, :-1].float()
         lp0 = first.gather(-1, ids[:, :1]) - first.logsumexp(-1, keepdim=True)
         rest = logits.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
@@ -281,8 +292,8 @@ class HFTextBackend:
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
             out = self.model(input_ids=torch.where(done, self.pad_id, nxt).unsqueeze(-1),
                              attention_mask=mask, position_ids=pos.unsqueeze(-1),
-                             past_key_values=cache, use_cache=True)
-            cache, logits, pos = out.past_key_values, out.logits[:, -1].float(), pos + 1
+                             use_cache=True, **{self._cache: cache})
+            cache, logits, pos = out[self._cache], out.logits[:, -1].float(), pos + 1
         return tokens
 
     def _chunks(self, prompts: list[list[int]], rows: list[int]):
@@ -296,6 +307,7 @@ class HFTextBackend:
 
     # ----- the contract -----
     @torch.inference_mode()
+    @quietly
     def score(self, tokens: Tensor, query: Tensor, advertisers: Tensor,
               context: Tensor | None) -> Candidates:
         """Score given replies tokens [B, M, L'] (-1 padded) for the auctions described.
@@ -326,6 +338,7 @@ class HFTextBackend:
                           rewards=full[:, 2:] - log_ref.unsqueeze(1))
 
     @torch.inference_mode()
+    @quietly
     def candidates(self, query: Tensor, advertisers: Tensor, context: Tensor | None, M: int,
                    uniforms: Tensor) -> Candidates:
         """Draw M replies per auction from pi_gen (pi_ref without context) and score them.
@@ -345,6 +358,8 @@ class HFTextBackend:
         tokens = torch.empty((B * M, self.length), dtype=torch.long, device=self.device)
         for distinct, which, sl in self._chunks(prompts, rows):
             tokens[sl] = self._sample(distinct, which, u[sl])
+            if self.progress is not None:
+                self.progress(sl.stop - sl.start)
         return self.score(tokens.view(B, M, self.length), query, advertisers, context)
 
     def decode(self, tokens: Tensor, advertisers: Tensor | None = None) -> str:
