@@ -202,6 +202,9 @@ def cmd_compare(args) -> int:
     # everything is checked (scenario, strategy specs, roles, reduction, every profile's
     # scenario, an existing folder's game) before the game folder is made
     scenario = load_scenario(args.scenario, {"steps": args.steps})
+    if scenario.experiment is not None:
+        return fail(f"{args.scenario}: compare needs a repeated market, not a one-shot "
+                    f"[experiment] ({scenario.experiment.kind})")
     names = args.role or [None] * len(args.strategies)
     roles = make_roles(scenario, list(zip(names, args.strategies, strict=True)))
     folder = args.out or Path("games") / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
