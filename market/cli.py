@@ -52,38 +52,48 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a market scenario into a run folder")
     run.add_argument("scenario", type=Path, help="scenario TOML file")
-    run.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
-    run.add_argument("--seed", type=int, help="override the scenario's seed")
-    run.add_argument("--steps", type=int, help="override the number of rounds")
-    run.add_argument("--replicas", type=int, help="override the number of replicas")
-    run.add_argument("--device", help="cpu or cuda (override)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--out", type=Path, metavar="DIR",
+                     help="run folder (default runs/<name>-<YYYYmmdd-HHMMSS>)")
+    run.add_argument("--seed", type=int, metavar="N", help="override the scenario's seed")
+    run.add_argument("--steps", type=int, metavar="N",
+                     help="override the number of rounds (with --resume: more rounds extend a "
+                          "finished run)")
+    run.add_argument("--replicas", type=int, metavar="N", help="override the number of replicas")
+    run.add_argument("--device", metavar="DEVICE", help="override the device: cpu, cuda or cuda:K")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its last checkpoint (its seed, replicas "
+                          "and device are read from its manifest)")
     run.add_argument("--no-figures", action="store_true", help="skip the seaborn figures")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--threads", type=int, default=1,
+    run.add_argument("--threads", type=int, default=1, metavar="N",
                      help="CPU threads for torch (default 1: small batched ops run fastest "
                           "single-threaded; raise it for very large markets)")
 
     cmp = sub.add_parser("compare", help="empirical game over strategy profiles of a scenario")
     cmp.add_argument("scenario", type=Path, help="scenario TOML file (the market)")
-    cmp.add_argument("--role", action="append", default=[],
+    cmp.add_argument("--role", action="append", default=[], metavar="GROUP",
                      help="advertiser group whose strategies the next --strategies gives (may "
                           "repeat: a role-symmetric game); optional with one group")
-    cmp.add_argument("--strategies", action="append", required=True,
+    cmp.add_argument("--strategies", action="append", required=True, metavar="NAME=SPEC,...",
                      help="NAME=SPEC,... e.g. 'truthful=truthful,shade=multiplier:0.8,learn=exp3'")
-    cmp.add_argument("--seeds", type=int, default=5, help="seeds (replicas) per profile")
-    cmp.add_argument("--steps", type=int, help="override the number of rounds per profile")
+    cmp.add_argument("--seeds", type=int, default=5, metavar="N",
+                     help="seeds (replicas) per profile (default 5)")
+    cmp.add_argument("--steps", type=int, metavar="N",
+                     help="override the scenario's number of rounds per profile")
     cmp.add_argument("--backend", choices=("local", "ray"), default="local",
                      help="local process pool (default) or Ray tasks")
-    cmp.add_argument("--workers", type=int, default=1, help="profiles run at once")
+    cmp.add_argument("--workers", type=int, default=1, metavar="W",
+                     help="profiles run at once (default 1)")
     cmp.add_argument("--reduce", action="append", default=[], metavar="ROLE=N",
                      help="deviation-preserving reduction to N players of ROLE")
-    cmp.add_argument("--out", type=Path, help="game folder (default games/<name>-<time>)")
+    cmp.add_argument("--out", type=Path, metavar="DIR",
+                     help="game folder (default games/<name>-<YYYYmmdd-HHMMSS>)")
     cmp.add_argument("--quiet", action="store_true", help="no line per finished profile")
 
     rep = sub.add_parser("report", help="report.html + report.md for a run, variants, one-shot "
                                         "or game folder")
-    rep.add_argument("folder", type=Path, help="a folder written by genmarket run or compare")
+    rep.add_argument("folder", type=Path, help="a folder written by genmarket run or compare "
+                                               "(report.html and report.md are written into it)")
     rep.add_argument("--open", action="store_true", help="open report.html in the web browser")
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
