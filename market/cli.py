@@ -1,8 +1,16 @@
-"""The `genmarket` command: run, compare, report and validate."""
+"""The `genmarket` command: run, compare, report and validate.
+
+Every error a user can cause is printed as one message on stderr, `genmarket: error: ...`
+(argparse's usage errors included), never as a Python traceback. Exit status: 0 done, 2 a usage
+or input error (bad option, scenario, strategy spec, folder or path; nothing was run), 1 a run
+that failed (a profile that kept failing, an internal error), 130 interrupted (Ctrl-C).
+`GENMARKET_DEBUG=1` re-raises internal errors with their traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,53 +22,82 @@ from genmarket.market.running.api import configure
 from genmarket.market.scenario import ScenarioError, load_scenario
 
 out = Console()
+PREFIX = "genmarket: error: "
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with genmarket's one error prefix (sub-commands included: argparse builds their
+    parsers with the parent's class)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PREFIX}{message}\n")
+
+
+def fail(message: str, status: int = 2) -> int:
+    """Print `message` with the error prefix on stderr and return the exit status."""
+    print(f"{PREFIX}{message}", file=sys.stderr)
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from genmarket import __version__
+
+    p = _Parser(
         prog="genmarket",
         description="Agent-based market simulator for auctions over generated content.",
     )
+    p.add_argument("--version", action="version", version=f"genmarket {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a market scenario into a run folder")
     run.add_argument("scenario", type=Path, help="scenario TOML file")
-    run.add_argument("--out", type=Path, help="run folder (default runs/<name>-<time>)")
-    run.add_argument("--seed", type=int, help="override the scenario's seed")
-    run.add_argument("--steps", type=int, help="override the number of rounds")
-    run.add_argument("--replicas", type=int, help="override the number of replicas")
-    run.add_argument("--device", help="cpu or cuda (override)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out")
+    run.add_argument("--out", type=Path, metavar="DIR",
+                     help="run folder (default runs/<name>-<YYYYmmdd-HHMMSS>)")
+    run.add_argument("--seed", type=int, metavar="N", help="override the scenario's seed")
+    run.add_argument("--steps", type=int, metavar="N",
+                     help="override the number of rounds (with --resume: more rounds extend a "
+                          "finished run)")
+    run.add_argument("--replicas", type=int, metavar="N", help="override the number of replicas")
+    run.add_argument("--device", metavar="DEVICE", help="override the device: cpu, cuda or cuda:K")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its last checkpoint (its seed, replicas "
+                          "and device are read from its manifest)")
     run.add_argument("--no-figures", action="store_true", help="skip the seaborn figures")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--threads", type=int, default=1,
+    run.add_argument("--threads", type=int, default=1, metavar="N",
                      help="CPU threads for torch (default 1: small batched ops run fastest "
                           "single-threaded; raise it for very large markets)")
 
     cmp = sub.add_parser("compare", help="empirical game over strategy profiles of a scenario")
     cmp.add_argument("scenario", type=Path, help="scenario TOML file (the market)")
-    cmp.add_argument("--role", action="append", default=[],
+    cmp.add_argument("--role", action="append", default=[], metavar="GROUP",
                      help="advertiser group whose strategies the next --strategies gives (may "
                           "repeat: a role-symmetric game); optional with one group")
-    cmp.add_argument("--strategies", action="append", required=True,
+    cmp.add_argument("--strategies", action="append", required=True, metavar="NAME=SPEC,...",
                      help="NAME=SPEC,... e.g. 'truthful=truthful,shade=multiplier:0.8,learn=exp3'")
-    cmp.add_argument("--seeds", type=int, default=5, help="seeds (replicas) per profile")
-    cmp.add_argument("--steps", type=int, help="override the number of rounds per profile")
+    cmp.add_argument("--seeds", type=int, default=5, metavar="N",
+                     help="seeds (replicas) per profile (default 5)")
+    cmp.add_argument("--steps", type=int, metavar="N",
+                     help="override the scenario's number of rounds per profile")
     cmp.add_argument("--backend", choices=("local", "ray"), default="local",
                      help="local process pool (default) or Ray tasks")
-    cmp.add_argument("--workers", type=int, default=1, help="profiles run at once")
+    cmp.add_argument("--workers", type=int, default=1, metavar="W",
+                     help="profiles run at once (default 1)")
     cmp.add_argument("--reduce", action="append", default=[], metavar="ROLE=N",
                      help="deviation-preserving reduction to N players of ROLE")
-    cmp.add_argument("--out", type=Path, help="game folder (default games/<name>-<time>)")
-    cmp.add_argument("--quiet", action="store_true")
+    cmp.add_argument("--out", type=Path, metavar="DIR",
+                     help="game folder (default games/<name>-<YYYYmmdd-HHMMSS>)")
+    cmp.add_argument("--quiet", action="store_true", help="no line per finished profile")
 
     rep = sub.add_parser("report", help="report.html + report.md for a run, variants, one-shot "
                                         "or game folder")
-    rep.add_argument("folder", type=Path, help="a folder written by genmarket run or compare")
+    rep.add_argument("folder", type=Path, help="a folder written by genmarket run or compare "
+                                               "(report.html and report.md are written into it)")
     rep.add_argument("--open", action="store_true", help="open report.html in the web browser")
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
-    val.add_argument("scenario", type=Path)
+    val.add_argument("scenario", type=Path, help="scenario TOML file")
     return p
 
 
@@ -111,19 +148,17 @@ def cmd_run(args) -> int:
 
     overrides = {"seed": args.seed, "steps": args.steps, "replicas": args.replicas,
                  "device": args.device}
+    if args.threads < 1:
+        return fail(f"--threads = {args.threads}: must be >= 1")
     if args.resume:
         if args.out is None:
-            print("error: --resume needs --out DIR (the run folder to continue)", file=sys.stderr)
-            return 2
+            return fail("--resume needs --out DIR (the run folder to continue)")
         # the run's own seed and replicas are part of its identity; take them from the manifest
         saved = RunFolder(args.out).manifest()["scenario"]
         for key in ("seed", "replicas", "device"):
             if overrides[key] is None:
                 overrides[key] = saved[key]
     scenario = load_scenario(args.scenario, overrides)
-    if args.threads < 1:
-        print(f"error: --threads = {args.threads}: must be >= 1", file=sys.stderr)
-        return 2
     configure(args.threads)
     folder = args.out or default_out(scenario)
     try:
@@ -134,9 +169,8 @@ def cmd_run(args) -> int:
 
         state = Path(folder) / "checkpoint" / "state.json"
         at = json.loads(state.read_text())["steps"] if state.exists() else 0
-        print(f"interrupted; the last checkpoint is at round {at}. Continue with:\n"
-              f"  genmarket run {args.scenario} --out {folder} --resume", file=sys.stderr)
-        return 130
+        return fail(f"interrupted; the last checkpoint is at round {at}. Continue with:\n"
+                    f"  genmarket run {args.scenario} --out {folder} --resume", 130)
     if scenario.variants:
         subs = dict(scenario.variant_scenarios())
         for name, summary in res.summary.items():
@@ -163,27 +197,34 @@ def cmd_compare(args) -> int:
     from genmarket.market.games.compare import run_compare
     from genmarket.market.games.roles import make_roles
 
-    scenario = load_scenario(args.scenario, {"steps": args.steps})
-    if args.seeds < 1 or args.workers < 1:
-        print("error: --seeds and --workers must be >= 1", file=sys.stderr)
-        return 2
+    for flag, n in (("--seeds", args.seeds), ("--workers", args.workers)):
+        if n < 1:
+            return fail(f"{flag} = {n}: must be >= 1")
     if len(args.role) not in (0, len(args.strategies)):
-        print("error: give one --role per --strategies (or none with a one-group scenario)",
-              file=sys.stderr)
-        return 2
-    names = args.role or [None] * len(args.strategies)
-    roles = make_roles(scenario, list(zip(names, args.strategies, strict=True)))
+        return fail(f"{len(args.role)} --role for {len(args.strategies)} --strategies: give one "
+                    "--role per --strategies (or none with a one-group scenario)")
     reduce = {}
     for item in args.reduce:
         role, _, n = item.partition("=")
-        if not n.isdigit():
-            print(f"error: --reduce {item}: must be ROLE=N", file=sys.stderr)
-            return 2
+        if not role or not n.isdigit() or int(n) < 1:
+            return fail(f"--reduce {item}: must be ROLE=N with N >= 1 (e.g. --reduce bidders=3)")
         reduce[role] = int(n)
+    # everything is checked (scenario, strategy specs, roles, reduction, every profile's
+    # scenario, an existing folder's game) before the game folder is made
+    scenario = load_scenario(args.scenario, {"steps": args.steps})
+    if scenario.experiment is not None:
+        return fail(f"{args.scenario}: compare needs a repeated market, not a one-shot "
+                    f"[experiment] ({scenario.experiment.kind})")
+    names = args.role or [None] * len(args.strategies)
+    roles = make_roles(scenario, list(zip(names, args.strategies, strict=True)))
     folder = args.out or Path("games") / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    analysis = run_compare(scenario, roles, folder, seeds=args.seeds, backend=args.backend,
-                           workers=args.workers, reduce=reduce or None, progress=not args.quiet,
-                           command=sys.argv)
+    try:
+        analysis = run_compare(scenario, roles, folder, seeds=args.seeds, backend=args.backend,
+                               workers=args.workers, reduce=reduce or None,
+                               progress=not args.quiet, command=sys.argv)
+    except KeyboardInterrupt:
+        return fail(f"interrupted; the finished profiles are kept in {folder}: run the same "
+                    f"command with --out {folder} to run only the missing ones", 130)
     games = analysis["variants"] if "variants" in analysis else {"": analysis}
     for variant, result in games.items():
         title = f"{variant}: equilibria" if variant else "equilibria"
@@ -213,8 +254,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _dispatch(args) -> int:
     from genmarket.market.running.folder import RunFolderError
 
     try:
@@ -226,14 +266,30 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         return cmd_run(args)
     except ScenarioError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    except (RunFolderError, RuntimeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
+    except RunFolderError as exc:
+        return fail(str(exc))
+    except OSError as exc:  # a path that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{exc.strerror or exc}")
+    except ValueError as exc:  # a bad option, strategy spec or folder
+        return fail(str(exc))
+    except RuntimeError as exc:  # a run that failed (failed profiles, ...)
+        return fail(str(exc), 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `genmarket` command with `argv` (sys.argv[1:] when None); returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+        return _dispatch(args)
     except KeyboardInterrupt:
-        print("interrupted: resume with `genmarket run SCENARIO --out DIR --resume`", file=sys.stderr)
-        return 130
+        return fail("interrupted", 130)
+    except Exception as exc:  # never a traceback for a user action
+        if os.environ.get("GENMARKET_DEBUG"):
+            raise
+        return fail(f"internal error: {type(exc).__name__}: {exc} (GENMARKET_DEBUG=1 shows "
+                    "the traceback; please report it)", 1)
 
 
 if __name__ == "__main__":

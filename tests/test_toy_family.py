@@ -159,8 +159,8 @@ def test_the_toy_family_runs_compares_and_reports(all_pay, tmp_path):
     res = run_scenario(validate_scenario(SCENARIO), tmp_path / "run")
     metrics = pd.read_parquet(res.folder / "metrics.parquet")
     agents = pd.read_parquet(res.folder / "agents.parquet")
-    assert list(metrics.columns) == ["revenue", "replica", "welfare", "mean_bid", "utility",
-                                     "entry_rate_bidders", "step"]
+    assert list(metrics.columns) == ["step", "replica", "revenue", "welfare", "mean_bid",
+                                     "utility", "entry_rate_bidders"]
     # all-pay: revenue per auction is every entrant's payment, and each entrant pays its bid
     paid = agents.groupby(["step", "replica"])["payment"].sum().to_numpy()
     np.testing.assert_allclose(paid, metrics.sort_values(["step", "replica"])["revenue"], rtol=1e-6)

@@ -46,11 +46,13 @@ class MarketCollector(mesa.DataCollector):
 
 def frames(model, rows: list[tuple[int, dict]], agent_rows: list[tuple[int, dict]]
            ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Tidy tables from the market's per-replica rows: metrics (one row per step and replica)
-    and agents (one row per step, replica and advertiser; None when not kept)."""
+    """Tidy tables from the market's per-replica rows: metrics (one row per step and replica:
+    `step`, `replica`, then the metrics) and agents (one row per step, replica and advertiser:
+    `step`, `replica`, `agent`, `group`, then the ledger fields; None when not kept)."""
     R = model.R
     if rows:
-        metrics = pd.DataFrame({k: np.concatenate([r[k] for _, r in rows]) for k in rows[0][1]})
+        names = ["step", *(k for k in rows[0][1] if k != "step")]  # step first, then replica
+        metrics = pd.DataFrame({k: np.concatenate([r[k] for _, r in rows]) for k in names})
         metrics.insert(1, "replica", np.tile(np.arange(R, dtype=np.int64), len(rows)))
     else:
         metrics = pd.DataFrame()

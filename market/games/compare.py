@@ -137,6 +137,13 @@ def run_profile(scenario: dict[str, Any], folder: str, profile: str,
     return payoffs, outcomes
 
 
+def _ignore_sigint() -> None:
+    """A worker's initializer: Ctrl-C is the parent's to handle (no traceback per worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _submit_local(jobs, workers: int):
     if workers == 1:  # in this process: no spawn cost, and families registered in code are seen
         for job in jobs:
@@ -147,7 +154,8 @@ def _submit_local(jobs, workers: int):
         return
     import multiprocessing as mp
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_ignore_sigint)
     futures = {pool.submit(run_profile, *job): job for job in jobs}
     try:
         for fut in as_completed(futures):
@@ -156,6 +164,10 @@ def _submit_local(jobs, workers: int):
                 yield job, fut.result(), None
             except Exception as exc:  # a crashed profile is reported, the others go on
                 yield job, None, exc
+    except KeyboardInterrupt:  # Ctrl-C reaches this process only: stop the workers now
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
     finally:
         pool.shutdown(cancel_futures=True)
 
@@ -183,23 +195,34 @@ def _submit_ray(jobs, workers: int):
             yield job, None, exc
 
 
-def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: int = 5,
-                backend: str = "local", workers: int = 1, reduce: dict[str, int] | None = None,
-                retries: int = 1, progress: bool = False, command: list[str] | None = None
-                ) -> dict[str, Any]:
-    """Simulate every profile (skipping those already in `out`), assemble the game, analyse it.
-    Returns the analysis dict (also written to analysis.json). A scenario with `[[variants]]`
-    gives one game per variant in `out/<variant>/`; the result then maps variant -> analysis."""
-    if scenario.variants:
-        results = {}
-        for name, sub in scenario.variant_scenarios():
-            results[name] = run_compare(sub, roles, Path(out) / name, seeds, backend, workers,
-                                        reduce, retries, progress, command)
-        write_json(Path(out) / "variants.json", {"variants": list(results)})
-        return {"variants": results}
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """`path: old vs new` for every leaf where two manifests differ (nested keys joined by `.`)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old:
+                out.append(f"{sub}: (absent) vs {json.dumps(new[k])}")
+            elif k not in new:
+                out.append(f"{sub}: {json.dumps(old[k])} vs (absent)")
+            else:
+                out += _differences(old[k], new[k], sub)
+        return out
+    return [] if old == new else [f"{path}: {json.dumps(old)} vs {json.dumps(new)}"]
 
+
+def plan_game(scenario: Scenario, roles: list[Role], out: str | Path, seeds: int = 5,
+              reduce: dict[str, int] | None = None, command: list[str] | None = None
+              ) -> dict[str, Any]:
+    """Check a game before anything is written: the scenario is a repeated market, `reduce` names
+    roles with a valid player count, the profiles are few enough and every profile scenario
+    validates, and `out` holds no different game. Returns {"manifest", "reduce" (every role's
+    count, or None), "jobs" (every profile's (scenario, folder, profile id, roles))}. Raises
+    ValueError (bad input) or RunFolderError (`out` holds another game, naming what differs)."""
     if scenario.experiment is not None:
         raise ValueError("compare needs a repeated market, not a one-shot [experiment]")
+    if seeds < 1:
+        raise ValueError(f"--seeds = {seeds}: must be >= 1")
     out = Path(out)
     base = scenario.model_dump(mode="python", exclude_unset=True)
     spec = role_spec(roles)
@@ -208,37 +231,20 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
         if unknown:
             raise ValueError(f"--reduce {unknown[0]}: not a role of this game ({', '.join(spec)})")
         reduce = {r: reduce.get(r, n) for r, (_, n) in spec.items()}
-    manifest = json.loads(json.dumps({  # as it reads back from the file
-        "scenario": scenario.model_dump(mode="json"),
-        "roles": {r.name: {"players": r.players, "field": r.field, "strategies": r.strategies}
-                  for r in roles},
-        "seeds": seeds, "reduction": reduce, "versions": package_versions(), "command": command or [],
-    }))
-    if (out / "manifest.json").exists():
-        old = json.loads((out / "manifest.json").read_text())
-        if any(old.get(k) != manifest[k] for k in ("scenario", "roles", "seeds", "reduction")):
-            raise RunFolderError(f"{out} holds a different game; use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "profiles").mkdir(exist_ok=True)
-    write_json(out / "manifest.json", manifest)
-
-    if reduce:
-        needed = dpr_profiles(spec, reduce)
+        try:
+            needed = dpr_profiles(spec, reduce)
+        except ValueError as exc:
+            players = ", ".join(f"{r} {n}" for r, (_, n) in spec.items())
+            raise ValueError(f"--reduce {reduce}: {exc} (players: {players})") from None
         full = np.unique(np.concatenate(list(needed.values())), axis=0)
     else:
         full = all_profiles(spec)
-    if reduce and progress:
-        print(f"deviation-preserving reduction to {reduce} players: {len(full)} profiles to "
-              f"simulate instead of {len(all_profiles(spec))}", flush=True)
     if len(full) > MAX_PROFILES:
         raise ValueError(f"{len(full)} profiles to simulate (more than {MAX_PROFILES}): reduce the "
                          "players per role with --reduce ROLE=N (deviation-preserving reduction)")
     jobs = []
     for row in full:
         pid = profile_id(spec, row)
-        slug = profile_slug(pid)
-        if (out / "profiles" / f"{slug}.parquet").exists():
-            continue
         counts, at = {}, 0
         for r, (strategies, _) in spec.items():
             counts[r] = {st: int(row[at + k]) for k, st in enumerate(strategies)}
@@ -248,7 +254,54 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
             validate_scenario(d, f"profile {pid}")
         except ScenarioError as exc:
             raise ValueError(f"profile {pid}: {exc}") from None
-        jobs.append((d, str(out / "profiles" / slug), pid, roles))
+        jobs.append((d, str(out / "profiles" / profile_slug(pid)), pid, roles))
+    manifest = json.loads(json.dumps({  # as it reads back from the file
+        "scenario": scenario.model_dump(mode="json"),
+        "roles": {r.name: {"players": r.players, "field": r.field, "strategies": r.strategies}
+                  for r in roles},
+        "seeds": seeds, "reduction": reduce, "versions": package_versions(), "command": command or [],
+    }))
+    if (out / "manifest.json").exists():
+        old = json.loads((out / "manifest.json").read_text())
+        keys = ("scenario", "roles", "seeds", "reduction")
+        diff = _differences({k: old.get(k) for k in keys}, {k: manifest[k] for k in keys})
+        if diff:
+            shown = diff[:8] + ([f"... and {len(diff) - 8} more"] if len(diff) > 8 else [])
+            raise RunFolderError(f"{out} holds a different game (in that folder vs this command):\n  "
+                                 + "\n  ".join(shown) + "\nuse another --out, or remove the folder")
+    return {"manifest": manifest, "reduce": reduce, "jobs": jobs, "all": len(all_profiles(spec))}
+
+
+def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: int = 5,
+                backend: str = "local", workers: int = 1, reduce: dict[str, int] | None = None,
+                retries: int = 1, progress: bool = False, command: list[str] | None = None
+                ) -> dict[str, Any]:
+    """Simulate every profile (skipping those already in `out`), assemble the game, analyse it.
+    Returns the analysis dict (also written to analysis.json). A scenario with `[[variants]]`
+    gives one game per variant in `out/<variant>/`; the result then maps variant -> analysis.
+    Everything is checked (`plan_game`, every variant) before the first file is written."""
+    if scenario.variants:
+        subs = scenario.variant_scenarios()
+        for name, sub in subs:  # every variant's game checked before any folder is made
+            plan_game(sub, roles, Path(out) / name, seeds, reduce, command)
+        results = {}
+        for name, sub in subs:
+            results[name] = run_compare(sub, roles, Path(out) / name, seeds, backend, workers,
+                                        reduce, retries, progress, command)
+        write_json(Path(out) / "variants.json", {"variants": list(results)})
+        return {"variants": results}
+
+    out = Path(out)
+    plan = plan_game(scenario, roles, out, seeds, reduce, command)
+    reduce = plan["reduce"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profiles").mkdir(exist_ok=True)
+    write_json(out / "manifest.json", plan["manifest"])
+    if reduce and progress:
+        print(f"deviation-preserving reduction to {reduce} players: {len(plan['jobs'])} profiles "
+              f"to simulate instead of {plan['all']}", flush=True)
+    jobs = [job for job in plan["jobs"]
+            if not (out / "profiles" / f"{profile_slug(job[2])}.parquet").exists()]
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
     with Bars(progress) as bars:  # k/N profiles; the finished ones (resumed) count as done

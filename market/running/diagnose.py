@@ -57,7 +57,7 @@ def bid_function_frame(model) -> pd.DataFrame:
     value_high of the bucket, action (the expected multiplier, or bid when `absolute`, under the
     window's mean policy, averaged over the group's advertisers), auctions (window auctions in
     the bucket, summed over the advertisers) and won (per such auction, what the ledger books
-    as won: units won in classic auctions, the reward of the reply shown in MOSAIC)."""
+    as won: units won, or the family's own measure, e.g. the reward of the reply shown)."""
     rows = []
     for fn in model.diagnostics.bid_function():
         action = fn["action"].cpu().numpy()  # [R, A, C]

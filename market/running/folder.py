@@ -3,7 +3,8 @@
 Layout of a run folder:
 
     manifest.json          validated scenario, seed, device, package versions, git commit
-    parts/                 metric rows flushed at each checkpoint (metrics-*.parquet, agents-*.parquet)
+    parts/                 metric rows flushed at each checkpoint (metrics-*.parquet, agents-*.parquet);
+                           only while the run is unfinished: removed once merged into the files below
     checkpoint/            state.json + state-<step>.safetensors: everything needed to resume
     metrics.parquet        one row per collected step and replica (written when the run ends)
     agents.parquet         one row per collected step, replica and advertiser
@@ -13,7 +14,10 @@ Layout of a run folder:
     figures/               seaborn PNGs
 
 Rows reach `parts/` (and samples `samples.jsonl`) only together with the checkpoint that follows
-them, so an interrupted run resumed from its checkpoint neither loses nor repeats a step.
+them, so an interrupted run resumed from its checkpoint neither loses nor repeats a step. A
+finished run extended with `--resume` and a larger `steps` starts from its final checkpoint and
+its final tables, which become its first part again. Every table starts with `step`, `replica`
+(and `agent`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
@@ -91,7 +96,6 @@ class RunFolder:
                 f"{self.path} already holds a run: pass --resume to continue it, or another --out"
             )
         self.path.mkdir(parents=True, exist_ok=True)
-        self.parts.mkdir(exist_ok=True)
         write_json(self.path / MANIFEST, {
             "scenario": scenario.model_dump(mode="json"),
             "seed": scenario.seed,
@@ -175,9 +179,26 @@ class RunFolder:
         state = json.loads(state_path.read_text())
         step = int(state["steps"])
         model.load_state_dict(load_file(str(self.checkpoints / state["tensors"])), step)
+        self._parts_from_final(step)
         self._drop_parts_after(step)
         self.drop_samples_after(step)
         return step
+
+    def _parts_from_final(self, step: int) -> None:
+        """A finished run (its parts merged and removed) being resumed: its final tables, up to
+        the checkpoint's `step`, become its first part again."""
+        if not (self.path / "metrics.parquet").exists() or any(self.parts.glob("metrics-*.parquet")):
+            return
+        self.parts.mkdir(parents=True, exist_ok=True)
+        for name in ("agents", "metrics"):  # metrics last: its part marks the copy done
+            final = self.path / f"{name}.parquet"
+            if not final.exists():
+                continue
+            df = pd.read_parquet(final)
+            df = df[df["step"] <= step]
+            if len(df):
+                first = int(df["step"].min())
+                write_parquet(df, self.parts / f"{name}-{first:010d}-{step:010d}.parquet")
 
     def _drop_parts_after(self, step: int) -> None:
         for part in self.parts.glob("*.parquet"):
@@ -227,17 +248,25 @@ class RunFolder:
             return None
         df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         keys = ["step", "replica"] + (["agent"] if name == "agents" else [])
+        df = df[keys + [c for c in df.columns if c not in keys]]  # parts of older runs: step last
         return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
     def finalize(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-        """Write metrics.parquet and agents.parquet from the parts. Returns (metrics, agents)."""
+        """Write metrics.parquet and agents.parquet from the parts, then remove the parts (a
+        resume reads the final tables back: `load_checkpoint`). Returns (metrics, agents)."""
         metrics = self.read_parts("metrics")
         if metrics is None:
             raise RunFolderError(f"{self.path}: no metric rows were collected")
-        write_parquet(metrics, self.path / "metrics.parquet")
         agents = self.read_parts("agents")
+        write_parquet(metrics, self.path / "metrics.parquet")
         if agents is not None:
             write_parquet(agents, self.path / "agents.parquet")
+        # renamed first (atomic), so that a kill while deleting leaves no half set of parts
+        merged = self.path / "parts.merged"
+        shutil.rmtree(merged, ignore_errors=True)
+        if self.parts.exists():
+            os.replace(self.parts, merged)
+            shutil.rmtree(merged)
         return metrics, agents
 
 

@@ -21,6 +21,12 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ScenarioError(str(path), ["file not found"]) from None
+    except IsADirectoryError:
+        raise ScenarioError(str(path), ["is a directory: give a scenario .toml file"]) from None
+    except OSError as exc:
+        raise ScenarioError(str(path), [f"cannot be read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ScenarioError(str(path), ["not a text file (not UTF-8): a scenario is TOML"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(str(path), [f"not valid TOML: {exc}"]) from None
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
