@@ -305,8 +305,8 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
     failed: dict[str, str] = {}
     t0 = time.perf_counter()
     with Bars(progress) as bars:  # k/N profiles; the finished ones (resumed) count as done
-        task = bars.add("profiles simulated", len(full), "profiles",
-                        completed=len(full) - len(jobs))
+        total = len(plan["jobs"])
+        task = bars.add("profiles simulated", total, "profiles", completed=total - len(jobs))
         for _ in range(retries + 1):  # a failed profile is started afresh `retries` times
             submit = _submit_ray if backend == "ray" else _submit_local
             again = []
