@@ -174,3 +174,24 @@ def test_learned_entry_is_tracked_against_always_and_never(scenario_dict, tmp_pa
     assert (entry["observations"] == 60 - window_start(60)).all()  # full feedback: every round
     p = model.groups[0].entry.enter_probability(model.steps)
     torch.testing.assert_close(entry["tv"], (p.double() - track.start).abs())
+
+
+def test_a_game_says_which_profiles_have_learners_that_did_not_converge(tmp_path):
+    """Two players choose between bidding truthfully and a slow Hedge learner that is still
+    near-uniform after 30 rounds: the profile of two truthful players has no learner; the two
+    with a learner have not converged, and analysis.json says so with their numbers."""
+    from genmarket.market.games.compare import run_compare
+    from genmarket.market.games.roles import make_roles
+
+    sc = validate_scenario({
+        "name": "g", "steps": 30, "auctions_per_step": 16, "mechanism": {"kind": "second_price"},
+        "advertisers": [{"group": "bidders", "count": 2,
+                         "value": {"dist": "uniform", "low": 0.0, "high": 1.0}}],
+        "metrics": {"every": 5}})
+    roles = make_roles(sc, [(None, "t=truthful,learn=hedge:eta=0.0001")])
+    analysis = run_compare(sc, roles, tmp_path / "g", seeds=2)
+    conv = analysis["convergence"]
+    assert conv["profiles_with_learners"] == 2 and conv["converged"] == 0
+    assert {b["profile"] for b in conv["not_converged"]} == {"bidders-t-1-learn-1",
+                                                             "bidders-learn-2"}
+    assert all(b["regret_share"] > 0.05 for b in conv["not_converged"])

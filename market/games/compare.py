@@ -51,6 +51,7 @@ from genmarket.market.games.nash import equilibria
 from genmarket.market.games.reduction import dpr_game, dpr_profiles
 from genmarket.market.games.regret import pure_regrets
 from genmarket.market.games.roles import Role, role_spec
+from genmarket.market.running.diagnose import game_convergence
 from genmarket.market.running.folder import (
     RunFolderError,
     package_versions,
@@ -350,6 +351,7 @@ def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dic
     (out / "game.json").write_text(json.dumps(to_gameanalysis_json(game), indent=1) + "\n")
     to_openspiel_hpt(game).to_csv(out / "payoff_table.csv", index=False)
     analysis = analyse(game, outcomes)
+    analysis["convergence"] = game_convergence(out / "profiles")
     write_json(out / "analysis.json", analysis)
     return analysis
 

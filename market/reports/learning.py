@@ -8,8 +8,6 @@ market/running/diagnose.py) and, for games, those of every profile's run folder.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -144,27 +142,19 @@ def bid_function_figure(frame: pd.DataFrame, family: Family,
     return fig
 
 
-def game_convergence_sentence(folder: Path, family: Family) -> str | None:
-    """For a game folder: in how many profiles the learners converged, and the worst movement
-    and regret among those that did not (from each profile's summary.json); None without
+def game_convergence_sentence(conv: dict | None) -> str | None:
+    """For a game: in how many profiles the learners converged, and the worst movement and
+    regret among those that did not (analysis.json's `convergence`); None without learners or
     diagnostics."""
-    seen, bad = 0, []
-    for path in sorted((Path(folder) / "profiles").glob("*/summary.json")):
-        conv = json.loads(path.read_text()).get("convergence")
-        if not conv or not (conv.get("policies") or not conv.get("available", True)):
-            continue
-        seen += 1
-        if conv.get("converged") is not True:
-            pols = conv.get("policies", {}).values()
-            bad.append((path.parent.name, max((e["tv"] for e in pols), default=float("nan")),
-                        max((e["regret_share"] for e in pols), default=float("nan"))))
-    if not seen:
+    if not conv or not conv.get("profiles_with_learners"):
         return None
+    seen, bad = conv["profiles_with_learners"], conv.get("not_converged") or []
     if not bad:
         return (f"The learners converged in all {seen} profiles (every profile's summary window "
                 "passes its convergence thresholds), so the payoffs describe settled play.")
-    worst = max(bad, key=lambda b: (b[2], b[1]))
+    worst = max(bad, key=lambda b: (b.get("regret_share") or 0.0, b.get("tv") or 0.0))
     return (f"The learners have not converged in {len(bad)} of {seen} profiles (worst: "
-            f"{worst[0]}, policy moved {worst[1]:.3f} total variation, regret "
-            f"{_pct(worst[2])} of the spread between best and worst fixed action): the payoffs "
-            "of those profiles, and the equilibria built on them, describe learners still moving.")
+            f"{worst['profile']}, policy moved {_num(worst.get('tv'))} total variation, regret "
+            f"{_pct(worst.get('regret_share'))} of the spread between the best and worst fixed "
+            "action): the payoffs of those profiles, and the equilibria built on them, describe "
+            "learners still moving.")

@@ -15,6 +15,8 @@ From the engine's `Diagnostics` (market/engine/convergence.py), over the summary
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +26,8 @@ from genmarket.market.engine.convergence import window_start
 from genmarket.market.running.folder import write_parquet
 from genmarket.market.running.summary import half_width95, num
 
-__all__ = ["bid_function_frame", "bid_function_summary", "convergence_summary", "window_frame",
-           "write_diagnostics"]
+__all__ = ["bid_function_frame", "bid_function_summary", "convergence_summary", "game_convergence",
+           "window_frame", "write_diagnostics"]
 
 
 def window_frame(model) -> pd.DataFrame | None:
@@ -143,3 +145,22 @@ def write_diagnostics(model, folder) -> dict[str, Any]:
             path.unlink(missing_ok=True)
     keep = bids if model.diagnostics.available else bids.iloc[:0]
     return {"convergence": convergence_summary(model), "bid_function": bid_function_summary(keep)}
+
+
+def game_convergence(profiles: Path) -> dict[str, Any]:
+    """A game's `convergence` (analysis.json): from every profile run folder's summary under
+    `profiles`, how many have learners, how many of those converged, and for each that did not
+    its largest `tv` and `regret_share` over its policies (means over seeds and players)."""
+    seen, bad = 0, []
+    for path in sorted(Path(profiles).glob("*/summary.json")):
+        conv = json.loads(path.read_text()).get("convergence")
+        if not conv or not (conv.get("policies") or not conv.get("available", True)):
+            continue  # nothing learns there (or a run from before the diagnostics)
+        seen += 1
+        if conv.get("converged") is not True:
+            pols = list((conv.get("policies") or {}).values())
+            bad.append({"profile": path.parent.name,
+                        "tv": max((e["tv"] for e in pols), default=None),
+                        "regret_share": max((e["regret_share"] for e in pols), default=None),
+                        "available": conv.get("available", True)})
+    return {"profiles_with_learners": seen, "converged": seen - len(bad), "not_converged": bad}
