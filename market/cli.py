@@ -14,8 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from genmarket.market.engine.seam import EXPERIMENTS
 from genmarket.market.running.api import configure
@@ -101,23 +102,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _summary_table(summary: dict) -> Table:
+def _summary_table(summary: dict) -> RenderableType:
+    """The terminal table of a run's summary, and a line saying what the ± rests on."""
+    from genmarket.market.running.summary import interval_words
+
     lo, hi = summary["window"]
+    # summary.json files written before the `ci` field: the intervals were over all replicas
+    ci = summary.get("ci") or {"level": 0.95, "n": summary["replicas"], "unit": "replicas"}
     table = Table(title=f"summary: steps {lo}-{hi}, {summary['replicas']} replica(s)")
     table.add_column("metric")
     table.add_column("mean", justify="right")
-    table.add_column("±95%", justify="right")
+    if ci["n"] >= 2:
+        table.add_column("±95%", justify="right")
+    fewer = ci.get("n_by_metric", {})
     for name, value in summary["metrics"].items():
-        ci = summary["ci95"].get(name)
-        table.add_row(name, "nan" if value is None else f"{value:.4f}",
-                      "" if not ci else f"{ci:.4f}")
+        row = [name, "nan" if value is None else f"{value:.4f}"]
+        if ci["n"] >= 2:
+            half = summary["ci95"].get(name)
+            row.append("" if value is None
+                       else interval_words(ci, fewer.get(name, 0)) if half is None
+                       else f"{half:.4f}" + (f" ({fewer[name]} {ci['unit']})" if name in fewer
+                                             else ""))
+        table.add_row(*row)
     for group, vals in summary.get("groups", {}).items():
         for name, value in vals.items():
-            table.add_row(f"{group}: {name}", "nan" if value is None else f"{value:.4f}", "")
-    return table
+            table.add_row(f"{group}: {name}", "nan" if value is None else f"{value:.4f}",
+                          *([""] if ci["n"] >= 2 else []))
+    note = (f"±95%: half-width of the {interval_words(ci)}" if ci["n"] >= 2
+            else f"means only: {interval_words(ci)}")
+    return Group(table, Text(note))
 
 
-def _table(scenario, summary: dict) -> Table:
+def _table(scenario, summary: dict) -> RenderableType:
     """The terminal table of a run's or an experiment's summary."""
     if scenario.experiment is not None:
         return EXPERIMENTS.lookup(scenario.experiment.kind).table(summary)
@@ -227,19 +243,43 @@ def cmd_compare(args) -> int:
                     f"command with --out {folder} to run only the missing ones", 130)
     games = analysis["variants"] if "variants" in analysis else {"": analysis}
     for variant, result in games.items():
-        title = f"{variant}: equilibria" if variant else "equilibria"
-        table = Table(title=f"{title} (regret, 95% bootstrap interval)")
-        table.add_column("mixture")
-        table.add_column("regret", justify="right")
-        table.add_column("95%", justify="right")
-        for eq in result["equilibria"]:
-            mix = "; ".join(f"{role}: " + ", ".join(f"{s} {p:.2f}" for s, p in m.items() if p > 1e-3)
-                            for role, m in eq["mixture"].items())
-            lo, hi = eq["regret_ci95"]
-            table.add_row(mix, f"{eq['regret']:.4f}", f"[{lo:.4f}, {hi:.4f}]")
-        out.print(table)
+        out.print(_equilibria_table(result, variant, args.seeds))
     out.print(f"game folder: {folder}  (genmarket report {folder})")
     return 0
+
+
+def _equilibria_table(result: dict, variant: str, seeds: int) -> RenderableType:
+    """The terminal table of a game's equilibria: regret with its bootstrap interval (or why
+    there is none), a continuum as its range, and the pure profiles that are equilibria."""
+    from genmarket.market.reports.game_text import (
+        bootstrap_words,
+        equilibrium_cells,
+        pure_regret_words,
+    )
+    from genmarket.market.reports.text import fmt
+
+    title = f"{variant}: equilibria" if variant else "equilibria"
+    boot = bootstrap_words(result, {"seeds": seeds})
+    tol = result.get("equilibrium_search", {}).get("regret_tolerance", 1e-3)
+    pure = {p: r for p, r in result.get("pure_regrets", {}).items() if r is not None and r <= tol}
+    lines = [f"regret: {boot}"]
+    if any(eq.get("kind") == "continuum" for eq in result["equilibria"]):
+        lines.append("continuum: each strategy's range over the equilibria found on it")
+    if pure:
+        lines.append("pure profiles that are equilibria (a pure profile's regret counts only "
+                     "switches to another strategy, so it can be negative):")
+    lines += [f"  '{p}': regret {fmt(r, 4)}: {pure_regret_words(r, tol=tol)}"
+              for p, r in sorted(pure.items(), key=lambda x: x[1])[:5]]
+    intervals = any(eq.get("regret_ci95") for eq in result["equilibria"])
+    table = Table(title=f"{title} (regret{', 95% bootstrap interval' if intervals else ''})")
+    table.add_column("mixture")
+    table.add_column("regret", justify="right")
+    if intervals:
+        table.add_column("95%", justify="right")
+    for eq in result["equilibria"]:
+        mix, reg, interval = equilibrium_cells(eq, digits=2)
+        table.add_row(mix, reg, *([interval] if intervals else []))
+    return Group(table, *(Text(line) for line in lines))
 
 
 def cmd_report(args) -> int:

@@ -92,9 +92,10 @@ def test_second_price_truthful_is_the_equilibrium(game):
     eqs = analysis["equilibria"]
     assert eqs, analysis
     best = eqs[0]
-    assert best["mixture"]["bidders"]["truthful"] > 0.99
-    lo, hi = best["regret_ci95"]
-    assert lo <= best["regret"] + 1e-12 and best["regret"] <= hi + 1e-12 and hi < 0.01
+    assert best["mixture"]["bidders"]["truthful"] > 0.99 and best["regret"] < 0.01
+    # 2 seeds are too few for a bootstrap interval: none, and the reason, instead of [0, 0]
+    assert best["regret_ci95"] is None
+    assert best["regret_ci_note"] == "2 seeds: at least 5 needed for a bootstrap interval"
 
 
 def test_rerun_skips_finished_profiles_and_redoes_lost_ones(game):
@@ -141,6 +142,7 @@ def test_cli_compare_then_report(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "equilibria" in res.stdout
+    assert "no interval: 2 seeds: at least 5 needed for a bootstrap interval" in res.stdout
     analysis = json.loads((out / "analysis.json").read_text())
     # first price: bidding the value wins nothing, so shading is the equilibrium
     assert analysis["equilibria"][0]["mixture"]["bidders"]["shade"] > 0.99

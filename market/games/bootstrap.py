@@ -1,5 +1,14 @@
 """Bootstrap interval of a mixture's regret over the payoff samples (seeds) of every profile,
-after gameanalysis' `bootstrap.mixture_regret`."""
+after gameanalysis' `bootstrap.mixture_regret`, and the fewest seeds it is given for.
+
+Why at least MIN_SEEDS = 5 seeds: a profile with n seeds has C(2n-1, n) distinct resamples
+(3, 10, 35, 126 for n = 2 .. 5; with paired resampling that is the whole bootstrap
+distribution), and the 2.5% and 97.5% percentiles need at least 1 / 0.025 = 40 of them for each
+tail to hold a value of its own (with 2 seeds, compare printed [0.000, 0.000] for the
+quickstart scenario's game). Measured on noisy 3x3 games (20 games x 40 repetitions, payoff
+noise sd 1), the nominal 95% interval covered the true regret 75% of the time with 2 seeds, 85%
+with 4, 88% with 5, 92% with 8 or 10 and 94% with 20.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +17,23 @@ import numpy as np
 from genmarket.market.games.game import Game
 from genmarket.market.games.regret import _devpay, _normalize, _regret, _require_complete, regret
 
+__all__ = ["MIN_SEEDS", "bootstrap_regret", "too_few_seeds"]
+
+MIN_SEEDS = 5  # fewest payoff samples per profile a bootstrap interval is given for (see above)
+
+
+def too_few_seeds(game: Game, min_seeds: int = MIN_SEEDS) -> str | None:
+    """Why `game` gets no bootstrap interval ('2 seeds: at least 5 needed for a bootstrap
+    interval'), or None when every profile has at least `min_seeds` payoff samples."""
+    n = min((s.shape[1] for s in game.samples), default=0)
+    if n >= min_seeds:
+        return None
+    return f"{n} seed{'' if n == 1 else 's'}: at least {min_seeds} needed for a bootstrap interval"
+
 
 def bootstrap_regret(game: Game, mix, n_boot: int = 1000, alpha: float = 0.05,
-                     seed: int = 0, paired: bool = False) -> tuple[float, float, float]:
+                     seed: int = 0, paired: bool = False,
+                     min_seeds: int = MIN_SEEDS) -> tuple[float, float, float]:
     """Regret of `mix` [S] with a percentile bootstrap interval: (regret, lo, hi).
 
     Each draw resamples every profile's seeds with replacement (all strategies of a profile
@@ -20,8 +43,12 @@ def bootstrap_regret(game: Game, mix, n_boot: int = 1000, alpha: float = 0.05,
     sample k of every profile used the same random numbers (common random numbers, as
     genmarket's compare runs them), where independent resampling would break the pairing and
     overstate the noise in payoff differences. Needs the same number of seeds everywhere.
+    Raises ValueError when a profile has fewer than `min_seeds` seeds (`too_few_seeds`).
     """
     _require_complete(game)
+    few = too_few_seeds(game, min_seeds)
+    if few:
+        raise ValueError(few)
     mix = _normalize(game, mix)
     pad, n = game._padded
     P, _, n_max = pad.shape

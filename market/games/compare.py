@@ -17,8 +17,10 @@ Game folder:
     game.parquet         tidy payoff samples: profile, role, strategy, count, seed, payoff
     outcomes.parquet     per profile and seed: the family's metrics of its run (revenue, welfare, ...)
     game.json            gameanalysis-style sample game;  payoff_table.csv  OpenSpiel's table
-    analysis.json        equilibria with regret and bootstrap intervals, pure regrets, dominated
-                         strategies, alpha-rank, the max-welfare and max-revenue profiles
+    analysis.json        equilibria (a continuum as one entry) with regret and bootstrap
+                         intervals (none below bootstrap.MIN_SEEDS seeds, with the reason), pure
+                         regrets, dominated strategies, alpha-rank, the max-welfare and
+                         max-revenue profiles, and the tolerances and bootstrap settings used
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import pandas as pd
 import torch
 
 from genmarket.market.engine.seam import family_of
-from genmarket.market.games.bootstrap import bootstrap_regret
+from genmarket.market.games.bootstrap import MIN_SEEDS, bootstrap_regret, too_few_seeds
 from genmarket.market.games.dominance import dominated_strategies
 from genmarket.market.games.game import (
     Game,
@@ -47,9 +49,9 @@ from genmarket.market.games.game import (
     to_openspiel_hpt,
 )
 from genmarket.market.games.graph import alpha_rank, deviation_graph
-from genmarket.market.games.nash import equilibria
+from genmarket.market.games.nash import MERGE_TOL, REGRET_TOL, SEGMENT_CHECKS, equilibria
 from genmarket.market.games.reduction import dpr_game, dpr_profiles
-from genmarket.market.games.regret import pure_regrets
+from genmarket.market.games.regret import PURE_REGRET_NOTE, pure_regrets, regret
 from genmarket.market.games.roles import Role, role_spec
 from genmarket.market.running.diagnose import game_convergence
 from genmarket.market.running.folder import (
@@ -357,8 +359,10 @@ def assemble(out: Path, roles: list[Role], reduce: dict[str, int] | None) -> dic
 
 
 def analyse(game, outcomes: pd.DataFrame) -> dict[str, Any]:
-    """Equilibria (with regret and its 95% bootstrap interval), pure regrets, dominated
-    strategies, alpha-rank, deviation edges and the max-welfare / max-revenue profiles."""
+    """Equilibria (with regret and its 95% bootstrap interval where there are enough seeds;
+    a continuum of equilibria as one entry), pure regrets, dominated strategies, alpha-rank,
+    deviation edges and the max-welfare / max-revenue profiles; and the settings all of these
+    rest on (`equilibrium_search`, `bootstrap`)."""
     def mixture(m):
         out, at = {}, 0
         for role, strategies in zip(game.roles, game.strategies, strict=True):
@@ -366,21 +370,44 @@ def analyse(game, outcomes: pd.DataFrame) -> dict[str, Any]:
             at += len(strategies)
         return out
 
+    # seed k of every profile draws the same values and auctions: resample seeds jointly
+    seeds = sorted({s.shape[1] for s in game.samples})
+    paired = len(seeds) == 1
+    few = too_few_seeds(game)
+    resamples = 1000
     eqs = []
     for eq in equilibria(game):
-        # seed k of every profile draws the same values and auctions: resample seeds jointly
-        paired = len({len(x[0]) for x in game.samples}) == 1
-        reg, lo, hi = bootstrap_regret(game, eq.mixture, paired=paired)
-        eqs.append({"mixture": mixture(eq.mixture), "regret": float(reg),
-                    "regret_ci95": [float(lo), float(hi)],
-                    "support": {k: list(v) for k, v in eq.support.items()}})
+        entry = {"kind": eq.kind, "mixture": mixture(eq.mixture), "regret": eq.regret}
+        if few:
+            entry |= {"regret_ci95": None, "regret_ci_note": few}
+        else:
+            _, lo, hi = bootstrap_regret(game, eq.mixture, n_boot=resamples, paired=paired)
+            entry["regret_ci95"] = [float(lo), float(hi)]
+        entry["support"] = {k: list(v) for k, v in eq.support.items()}
+        if eq.kind == "continuum":
+            low, high = mixture(eq.low), mixture(eq.high)
+            entry |= {"points": len(eq.points),
+                      "regret_max": float(np.max(regret(game, eq.points))),
+                      "range": {r: {s: [low[r][s], high[r][s]] for s in low[r]} for r in low},
+                      "extremes": [mixture(x) for x in eq.extremes()]}
+        eqs.append(entry)
     graph = deviation_graph(game)
     means = outcomes.groupby("profile").mean(numeric_only=True)
     pure = pure_regrets(game)
     return {
         "equilibria": eqs,
+        "equilibrium_search": {
+            "regret_tolerance": REGRET_TOL, "merge_tolerance": MERGE_TOL,
+            "merge_distance": "L1 over all roles' strategy probabilities",
+            "continuum": f"equilibria joined when {SEGMENT_CHECKS} evenly spaced points of the "
+                         "segment between them all have regret <= regret_tolerance; each "
+                         "connected group is one entry of kind 'continuum'"},
+        "bootstrap": {"level": 0.95, "method": "percentile", "resamples": resamples,
+                      "paired": paired, "seeds": seeds[0] if seeds else 0,
+                      "min_seeds": MIN_SEEDS} | ({"note": few} if few else {}),
         "pure_regrets": {pid: (None if not np.isfinite(r) else float(r))
                          for pid, r in zip(game.ids, pure, strict=True)},
+        "pure_regrets_note": PURE_REGRET_NOTE,
         "dominated": dominated_strategies(game),
         "alpha_rank": {k: float(v) for k, v in alpha_rank(game).items()},
         "deviation_edges": [[a, b, float(d.get("gain", np.nan))] for a, b, d in graph.edges(data=True)],

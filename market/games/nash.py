@@ -1,28 +1,65 @@
 """Role-symmetric equilibria: replicator dynamics, regret matching+, support enumeration,
-Newton polishing on a support, and `equilibria`, which runs them all and keeps the ones with
-low regret (`Equilibrium`: mixture, regret, support).
+Newton polishing on a support, and `equilibria`, which runs them all, keeps the ones with low
+regret, merges those that are the same up to MERGE_TOL and reports each connected set of them
+(a continuum, as degenerate games have) once (`Equilibrium`: mixture, regret, support, points).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import root
+from scipy.sparse.csgraph import connected_components
 
 from genmarket.market.games.game import Game, _cartesian
 from genmarket.market.games.regret import _devpay, _normalize, _regret, _require_complete, _role_sum
 
 _SUPPORT = 1e-3  # probabilities below this are not counted in an equilibrium's support
+REGRET_TOL = 1e-3  # payoff units: a mixture with regret at most this is an equilibrium
+MERGE_TOL = 1e-2  # L1 distance (over all roles' probabilities) within which two are the same
+SEGMENT_CHECKS = 9  # evenly spaced inner points of a segment that must all be equilibria
 
 
 @dataclass
 class Equilibrium:
-    """A role-symmetric mixture [S], its regret (payoff units) and support (role -> strategies)."""
+    """A role-symmetric mixture [S], its regret (payoff units) and support (role -> strategies).
+
+    A continuum (kind "continuum") is a connected set of equilibria: `points` [K, S] are the
+    K >= 2 distinct equilibria found on it (pairwise more than the merge tolerance apart),
+    `mixture` the one of them with the least regret, `regret` its regret and `support` the
+    strategies any point plays. An isolated equilibrium has points = [mixture].
+    """
 
     mixture: np.ndarray
     regret: float
     support: dict[str, list[str]]
+    points: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.points is None:
+            self.points = self.mixture[None]
+
+    @property
+    def kind(self) -> str:
+        return "continuum" if len(self.points) > 1 else "point"
+
+    @property
+    def low(self) -> np.ndarray:
+        """Each strategy's least probability over the points found: [S]."""
+        return self.points.min(0)
+
+    @property
+    def high(self) -> np.ndarray:
+        """Each strategy's largest probability over the points found: [S]."""
+        return self.points.max(0)
+
+    def extremes(self) -> np.ndarray:
+        """The points found that reach some strategy's least or largest probability: [E, S]
+        (a segment's two ends; on a larger set, the points found at each strategy's bounds)."""
+        hit = (np.isclose(self.points, self.low) | np.isclose(self.points, self.high))
+        ext = self.points[(hit & (self.high - self.low > _SUPPORT)).any(1)]
+        return ext if len(ext) else self.points[:1]
 
 
 def replicator_dynamics(game: Game, start, iters: int = 10_000, tol: float = 1e-10) -> np.ndarray:
@@ -133,15 +170,37 @@ def _polish(game: Game, X: np.ndarray) -> np.ndarray:
     return out
 
 
-def equilibria(game: Game, starts: int = 50, seed: int = 0, tol: float = 1e-3,
-               iters: int = 3_000) -> list[Equilibrium]:
+def _segments_hold(game: Game, X: np.ndarray, tol: float, checks: int = SEGMENT_CHECKS
+                   ) -> np.ndarray:
+    """[K, K] bool: the segment between X[i] and X[j] is made of equilibria, as far as
+    `checks` evenly spaced inner points (all with regret <= tol) can tell."""
+    K = len(X)
+    i, j = np.triu_indices(K, 1)
+    ok = np.zeros((K, K), bool)
+    t = np.linspace(0, 1, checks + 2)[1:-1, None, None]  # [C, 1, 1]
+    chunk = max(1, 200_000 // (checks * max(game.num_strategies, 1)))
+    for a in range(0, len(i), chunk):
+        ii, jj = i[a:a + chunk], j[a:a + chunk]
+        mid = (1 - t) * X[ii] + t * X[jj]  # [C, pairs, S]
+        ok[ii, jj] = (_regret(game, mid, _devpay(game, mid)) <= tol).all(0)
+    return ok | ok.T
+
+
+def equilibria(game: Game, starts: int = 50, seed: int = 0, tol: float = REGRET_TOL,
+               iters: int = 3_000, merge_tol: float = MERGE_TOL) -> list[Equilibrium]:
     """Role-symmetric equilibria with regret <= tol (payoff units), best first.
 
     Candidates: every pure mixture; replicator dynamics and regret matching+ (`iters` steps)
     from `starts` random mixtures plus the uniform one, each also Newton-polished on its
-    support; and support enumeration where the game has 2 players in all. Candidates within
-    1e-2 L1 distance of a better one are merged. Pure profiles that are not a mixture
-    (players of one role on different strategies) are covered by `pure_regrets`, not here.
+    support; and support enumeration where the game has 2 players in all. Those with regret
+    <= tol, taken best first, are merged into an earlier one within `merge_tol` L1 distance
+    (summed over roles): the same equilibrium. Then two of what is left belong together when
+    the segment between them is made of equilibria (SEGMENT_CHECKS inner points, each with
+    regret <= tol): each connected group of two or more is one continuum (a degenerate game,
+    e.g. two strategies that pay the same, has whole segments of equilibria, which the
+    searches hit at many points), the others are isolated equilibria. Pure profiles that are
+    not a mixture (players of one role on different strategies) are covered by
+    `pure_regrets`, not here.
     """
     _require_complete(game)
     rng = np.random.default_rng(seed)
@@ -158,10 +217,21 @@ def equilibria(game: Game, starts: int = 50, seed: int = 0, tol: float = 1e-3,
     order = np.argsort(reg, kind="stable")
     kept: list[int] = []
     for i in order[reg[order] <= tol]:
-        if all(np.abs(X[i] - X[j]).sum() > 1e-2 for j in kept):
+        if all(np.abs(X[i] - X[j]).sum() > merge_tol for j in kept):
             kept.append(i)
+    if not kept:
+        return []
+    Xk, rk = X[kept], reg[kept]
+    _, comp = connected_components(_segments_hold(game, Xk, tol), directed=False)
     labels = [st for ss in game.strategies for st in ss]
-    return [Equilibrium(X[i], float(reg[i]),
-                        {r: [labels[k] for k in range(sl.start, sl.stop) if X[i, k] > _SUPPORT]
-                         for r, sl in zip(game.roles, game.role_slices, strict=True)})
-            for i in kept]
+    out = []
+    for c in dict.fromkeys(comp):  # components in the order of their best point
+        members = np.flatnonzero(comp == c)  # best first, as kept is
+        best = members[0]
+        played = Xk[members].max(0)
+        out.append(Equilibrium(
+            Xk[best], float(rk[best]),
+            {r: [labels[k] for k in range(sl.start, sl.stop) if played[k] > _SUPPORT]
+             for r, sl in zip(game.roles, game.role_slices, strict=True)},
+            Xk[members]))
+    return out

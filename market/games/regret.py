@@ -81,10 +81,21 @@ def _deviations(game: Game):
     return src, dst, s, t, gain
 
 
+PURE_REGRET_NOTE = ("a pure profile's regret is the best gain of one player switching to "
+                    "another strategy; negative: every unilateral deviation loses at least |regret| "
+                    "(a strict equilibrium); 0: some deviation is as good (a weak equilibrium); "
+                    "positive: not an equilibrium. A mixture's regret also counts the strategies it "
+                    "plays, so it is never below 0.")
+
+
 def pure_regrets(game: Game) -> np.ndarray:
     """Best gain of any single player switching strategy, per profile: [P].
 
-    NaN where a profile it could move to is missing; 0 where nobody can switch."""
+    Signed: only switches to another strategy count, so it is negative where every unilateral
+    deviation loses (by at least -regret: a strict equilibrium), 0 where the best one breaks
+    even, positive where one pays (PURE_REGRET_NOTE). A mixture's `regret` instead also counts
+    switching to a strategy it already plays (gain 0) and is never below 0. NaN where a profile
+    it could move to is missing; 0 where nobody can switch."""
     src, _, _, _, gain = _deviations(game)
     out = np.full(len(game.profiles), -np.inf)
     with np.errstate(invalid="ignore"):  # NaN gains (missing profiles) propagate on purpose

@@ -1,5 +1,6 @@
 """Run summaries: means over the summary window (the last 10% of rounds), overall and per group,
-with 95% half-widths across replicas; and unraveling, for families that track it."""
+with the half-widths of 95% Student-t intervals across replicas; and unraveling, for families
+that track it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-__all__ = ["half_width95", "num", "summarize", "summary_window"]
+__all__ = ["ci_fields", "half_width95", "interval_words", "num", "summarize", "summary_window",
+           "t_half_width"]
 
 
 def summary_window(rows: pd.DataFrame, steps: int) -> pd.DataFrame:
@@ -22,7 +25,8 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
               unraveling_threshold: float = 0.5) -> dict[str, Any]:
     """Means over the last 10% of steps (at least the last collected row), overall and per group.
 
-    For each metric also the 95% interval half-width across replicas (0 with one replica).
+    For each metric also the half-width of the 95% Student-t interval of its mean across
+    replicas (`ci95`; None below 2 replicas), and under `ci` what the intervals rest on.
     Families with a metric marked `unraveling` (the share of relevant advertisers entering) also
     get `unraveling`: the first collected step from which on that share, averaged over replicas,
     stays below the threshold (None if it ends at or above it), and the share of the others
@@ -36,6 +40,7 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
         "replicas": int(metrics["replica"].nunique()),
         "metrics": {c: num(per_rep[c].mean()) for c in cols},
         "ci95": {c: num(half_width95(per_rep[c])) for c in cols},
+        "ci": ci_fields(per_rep[cols], "replicas"),
     }
     if agents is not None:
         aw = summary_window(agents, steps)
@@ -67,14 +72,46 @@ def summarize(metrics: pd.DataFrame, agents: pd.DataFrame | None, steps: int, fa
     return out
 
 
-def half_width95(x: pd.Series) -> float:
-    """Half-width of the normal-approximation 95% interval of the mean (0 below two values)."""
-    x = x.dropna()
-    if len(x) < 2:
-        return 0.0
-    return float(1.96 * x.std(ddof=1) / np.sqrt(len(x)))
+def t_half_width(x, level: float = 0.95) -> tuple[float | None, int]:
+    """(half-width, n) of the Student-t interval for the mean of the finite values of `x`:
+    t_{(1+level)/2, n-1} * sd(x, ddof=1) / sqrt(n), and how many values it rests on. With fewer
+    than 2 values there is no interval: (None, n). t is 12.71 for n = 2, 3.18 for n = 4, 2.26
+    for n = 10 and tends to the normal 1.96 as n grows (2.01 at n = 50)."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n < 2:
+        return None, n
+    return float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)), n
+
+
+def half_width95(x) -> float | None:
+    """Half-width of the 95% Student-t interval of the mean of `x` (None below two values)."""
+    return t_half_width(x)[0]
+
+
+def ci_fields(per_unit: pd.DataFrame, unit: str, level: float = 0.95) -> dict[str, Any]:
+    """What intervals over the rows of `per_unit` (one per replica, seed, auction ...) rest on:
+    {"level", "method": "t", "n": rows, "unit"}, plus `n_by_metric` for the columns with fewer
+    finite values than rows (their interval rests on fewer)."""
+    n = len(per_unit)
+    finite = np.isfinite(per_unit.to_numpy(float)).sum(0)
+    fewer = {c: int(k) for c, k in zip(per_unit.columns, finite, strict=True) if k < n}
+    return {"level": level, "method": "t", "n": n, "unit": unit} | (
+        {"n_by_metric": fewer} if fewer else {})
+
+
+def interval_words(ci: dict[str, Any], n: int | None = None) -> str:
+    """'95% t-interval over 4 replicas', or 'no interval (1 replica)' below two."""
+    n = ci["n"] if n is None else n
+    unit = ci.get("unit", "replicas")
+    if n < 2:
+        return f"no interval ({n} {unit.rstrip('s') if n == 1 else unit})"
+    return f"{100 * ci.get('level', 0.95):g}% t-interval over {n} {unit}"
 
 
 def num(x: Any) -> float | None:
+    if x is None:
+        return None
     x = float(x)
     return None if not np.isfinite(x) else round(x, 10)

@@ -39,7 +39,7 @@ from genmarket.market.engine.device import resolve_device
 from genmarket.market.running.folder import SAMPLES, RunFolder, write_json, write_parquet
 from genmarket.market.running.progress import Bars
 from genmarket.market.running.result import RunResult
-from genmarket.market.running.summary import half_width95, num
+from genmarket.market.running.summary import ci_fields, half_width95, num
 from genmarket.market.scenario import Scenario
 from genmarket.mechanisms.backends.text.base import Candidates
 from genmarket.mechanisms.backends.text.world import build_backend, build_world
@@ -215,7 +215,8 @@ def _write_lines(path: Path, records: list[dict]) -> None:
 
 
 def summarize_one_shot(auctions: pd.DataFrame, advertisers: pd.DataFrame) -> dict[str, Any]:
-    """Per generator and M: mean and 95% half-width (over auctions) of every auction metric, the
+    """Per generator and M: mean and 95% Student-t half-width over the cell's auctions of every
+    auction metric (`ci` says how many values they rest on; None below 2), the
     Pearson correlation of advertisers' reward and utility gains with and without the offset,
     and ex-ante IR (the mean utility gain and whether it is > 0)."""
     cols = ["logp_opt", "kl_ref", "revenue", "revenue_no_offset", "reward_gain", "utility_gain",
@@ -228,6 +229,7 @@ def summarize_one_shot(auctions: pd.DataFrame, advertisers: pd.DataFrame) -> dic
         for c in cols:
             cell[c] = num(df[c].mean())
             cell[c + "_ci95"] = num(half_width95(df[c]))
+        cell["ci"] = ci_fields(df[cols], "auctions")
         cell["gain_correlation"] = num(a["reward_gain"].corr(a["utility_gain"]))
         cell["gain_correlation_no_offset"] = num(a["reward_gain"].corr(a["utility_gain_no_offset"]))
         cell["ex_ante_ir"] = bool(a["utility_gain"].mean() > 0)

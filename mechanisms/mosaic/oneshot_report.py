@@ -13,6 +13,7 @@ from genmarket.market.reports import figures as F
 from genmarket.market.reports.document import Doc, read_json
 from genmarket.market.reports.specs import family_for
 from genmarket.market.reports.text import fmt, pm, setup_table
+from genmarket.market.running.summary import interval_words
 from genmarket.mechanisms.mosaic.labels import GENERATORS, LABELS, UNITS
 from genmarket.mechanisms.mosaic.oneshot_figures import draw_against_m
 
@@ -30,7 +31,12 @@ def one_shot_sentences(summary: dict) -> list[str]:
     out = []
 
     def at(g, col, unit_):
-        return f"{pm(top.at[g, col], top.at[g, col + '_ci95'])} {unit_}"
+        return f"{_pm(top.at[g, col], top.at[g, col + '_ci95'])} {unit_}"
+
+    words = _cell_words(top.iloc[0].to_dict())
+    out.append("Each number is a mean over the auctions of its cell (generator × M)"
+               + (f"; {words} at M = {Mmax}." if words.startswith("no ") else
+                  f" ± the half-width of its {words} (at M = {Mmax})."))
 
     order = top["logp_opt"].sort_values(ascending=False).index.tolist()
     ref = summary.get("logp_reference")
@@ -82,6 +88,19 @@ def one_shot_sentences(summary: dict) -> list[str]:
     return out
 
 
+def _pm(mean, half) -> str:
+    """'mean ± half', or the mean alone where there is no interval (fewer than 2 auctions)."""
+    return fmt(mean) if half is None or half != half else pm(mean, half)
+
+
+def _cell_words(cell: dict) -> str:
+    """'95% t-interval over 24 auctions' of a summary cell (older files: from `auctions`)."""
+    ci = cell.get("ci")
+    if not isinstance(ci, dict):
+        ci = {"n": int(cell.get("auctions") or 0), "unit": "auctions"}
+    return interval_words(ci)
+
+
 def cells_table(summary: dict) -> pd.DataFrame:
     cols = ("logp_opt", "kl_ref", "reward_gain", "revenue", "revenue_no_offset", "utility_gain")
     rows = []
@@ -90,8 +109,8 @@ def cells_table(summary: dict) -> pd.DataFrame:
                "auctions": c.get("auctions")}
         for k in cols:
             if k in c:
-                row[f"{LABELS.get(k, k)} ({UNITS.get(k, 'reward units')})"] = pm(c[k],
-                                                                          c.get(k + "_ci95"))
+                row[f"{LABELS.get(k, k)} ({UNITS.get(k, 'reward units')})"] = _pm(c[k],
+                                                                           c.get(k + "_ci95"))
         for k in ("gain_correlation", "gain_correlation_no_offset", "ir_share"):
             if k in c:
                 row[LABELS[k]] = fmt(c[k], 3)
@@ -135,8 +154,8 @@ def one_shot_report(doc: Doc, folder: Path, level: int) -> None:
     doc.heading("Findings", level)
     doc.findings(one_shot_sentences(summary))
     doc.heading("Against the number of candidates", level)
-    doc.text("Points are means over auctions; bands are 95% intervals (mean ± 1.96 standard "
-             "errors).")
+    doc.text("Points are means over a cell's auctions; bands are 95% t-intervals of those means "
+             "(mean ± t(0.975, n − 1) standard errors, n the cell's auctions).")
     lab, money = GENERATORS, "reward units per auction"
     refs = {"replies sampled from π_ref": summary.get("logp_reference"),
             "proxy for sampling π_r": summary.get("logp_proxy")}
@@ -159,6 +178,9 @@ def one_shot_report(doc: Doc, folder: Path, level: int) -> None:
                    "correlation", "Pearson correlation of advertisers' reward gain and utility "
                    "gain, with and without the offset, against M.")
     doc.heading("Summary table", level)
+    words = " / ".join(sorted({_cell_words(c) for c in summary["cells"]}))
+    doc.text(f"Means over each cell's auctions ± the half-width of their {words}."
+             if "t-interval" in words else f"Means over each cell's auctions ({words}).")
     doc.table(cells_table(summary))
 
 
