@@ -19,6 +19,7 @@ import json
 import math
 import os
 import socket
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ from genmarket.market.engine.market import Market
 from genmarket.market.engine.seam import ENGINE_METRICS, Family, Panel, family_of
 from genmarket.market.scenario import Scenario, load_scenario
 
-__all__ = ["ENV", "LiveMarket", "PanelPlot", "ViewError", "about", "check_scenario", "fixed_entry", "initial", "model_params",
-           "panel_plots", "serve", "settings_from_env"]
+__all__ = ["ENV", "LiveMarket", "PanelPlot", "ViewError", "about", "check_scenario", "fixed_entry",
+           "initial", "mechanism_kinds", "model_params", "panel_plots", "serve",
+           "settings_from_env"]
 
 ENV = "GENMARKET_VIEW"  # {"scenario": absolute path, "device": "cpu" | "cuda" | null}
 APP = "genmarket.market.view_app"
@@ -93,16 +95,19 @@ def mechanism_kinds(scenario: Scenario, family: Family) -> list[str]:
 
 def model_params(scenario: Scenario, device: str | None) -> dict[str, Any]:
     """SolaraViz's `model_params`: the fixed scenario and device, and the inputs the page shows
-    (a variant and a mechanism kind only where there is a choice). Each input starts at the
-    scenario's value; metrics are collected every round by default, so lines draw from round 1."""
+    (a variant and a mechanism kind only where there is a choice; no mechanism kind where the
+    variants set their own). Each input starts at the scenario's (first variant's) value;
+    metrics are collected every round by default, so lines draw from round 1."""
     Slider = _slider()
-    sub = _variants(scenario)[0][1]
+    subs = _variants(scenario)
+    sub = subs[0][1]
     params: dict[str, Any] = {"scenario": scenario, "device": device}
     if scenario.variants:
         names = [v.name for v in scenario.variants]
         params["variant"] = {"type": "Select", "value": names[0], "values": names,
                              "label": "variant"}
-    kinds = mechanism_kinds(scenario, family_of(sub.mechanism.kind))
+    same_kind = len({s.mechanism.kind for _, s in subs}) == 1
+    kinds = mechanism_kinds(scenario, family_of(sub.mechanism.kind)) if same_kind else []
     if len(kinds) > 1:
         params["mechanism__kind"] = {"type": "Select", "value": kinds[0], "values": kinds,
                                      "label": "mechanism"}
@@ -110,9 +115,9 @@ def model_params(scenario: Scenario, device: str | None) -> dict[str, Any]:
     B = sub.auctions_per_step
     params["auctions_per_step"] = Slider("auctions per round", value=B, min=1,
                                          max=max(16, 4 * B), step=1)
-    longest = min(s.steps for _, s in _variants(scenario))
+    shortest = min(s.steps for _, s in subs)  # metrics.every may not exceed steps
     params["metrics__every"] = Slider("collect metrics every k rounds", value=1, min=1,
-                                      max=max(1, min(50, longest)), step=1)
+                                      max=max(1, min(50, shortest)), step=1)
     return params
 
 
@@ -269,11 +274,20 @@ def settings_from_env() -> tuple[Scenario, str | None]:
 
 def serve(path: Path, host: str = "127.0.0.1", port: int = 8765, device: str | None = None,
           announce=lambda line: print(line, flush=True)) -> int:
-    """Serve the live page of the scenario at `path` until interrupted; returns 0.
+    """Serve the live page of the scenario at `path` until Ctrl-C; returns 0 (130 when
+    interrupted before the server started).
 
     Raises ViewError (solara missing, not a market, its market fails, the port taken) or
     ScenarioError (a bad scenario) before anything starts. `announce(line)` is told the address
     once the socket is bound (port 0 takes a free one)."""
+    try:
+        return _serve(Path(path), host, port, device, announce)
+    except KeyboardInterrupt:
+        print("genmarket view: interrupted before the page was served", file=sys.stderr)
+        return 130
+
+
+def _serve(path: Path, host: str, port: int, device: str | None, announce) -> int:
     # solara's own warnings (Mesa's hooks checked on import, cookies over http) are not the user's
     warnings.filterwarnings("ignore", category=UserWarning, module=r"solara(\.|$)")
     try:
@@ -297,9 +311,7 @@ def serve(path: Path, host: str = "127.0.0.1", port: int = 8765, device: str | N
     announce(f"genmarket view: http://{url_host}:{bound}/  (Ctrl-C stops it)")
     config = uvicorn.Config("solara.server.starlette:app", log_level="warning", lifespan="off")
     try:
-        uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
+        uvicorn.Server(config).run(sockets=[sock])  # until Ctrl-C, which uvicorn handles
     finally:
         sock.close()
     return 0

@@ -129,11 +129,15 @@ def test_variants_are_an_input_and_each_builds_its_own_market():
     params = model_params(scenario, None)
     names = [v.name for v in scenario.variants]
     assert params["variant"]["values"] == names
+    # its variants set their own mechanism kinds: the page does not override them
+    assert "mechanism__kind" not in params
+    start = initial(params)
     for name, sub in scenario.variant_scenarios():
-        model = LiveMarket(scenario, variant=name, replicas=2)
+        model = LiveMarket(**{**start, "variant": name, "replicas": 2})
         assert model.scenario == validate_scenario(
-            {**sub.model_dump(mode="python", exclude_unset=True), "replicas": 2})
-        assert model.variant == name
+            {**sub.model_dump(mode="python", exclude_unset=True), "replicas": 2,
+             "metrics": {**sub.metrics.model_dump(), "every": 1}})
+        assert model.variant == name and model.scenario.mechanism.kind == sub.mechanism.kind
 
 
 def test_user_mistakes_are_one_line_without_traceback(capsys, monkeypatch):
@@ -223,6 +227,7 @@ def _pictures(page, n: int, until=lambda shown: True, wait_s: float = 30) -> lis
         page.wait_for_timeout(250)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 def test_the_page_loads_and_a_step_advances_the_plots():
     from playwright.sync_api import sync_playwright
