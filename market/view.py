@@ -15,6 +15,7 @@ in this process; the scenario and device reach it through the `GENMARKET_VIEW` v
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -255,9 +256,10 @@ def _socket(host: str, port: int) -> socket.socket:
         sock.bind(addr)
     except OSError as exc:
         sock.close()
-        taken = "is in use (another genmarket view or server?); give another with --port N"
-        raise ViewError(f"port {port} on {host} {taken if port else 'cannot be had'}: "
-                        f"{exc.strerror}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise ViewError(f"port {port} on {host} is in use (another genmarket view or "
+                            f"server?); give another with --port N, or --port 0") from None
+        raise ViewError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

@@ -152,6 +152,8 @@ def test_user_mistakes_are_one_line_without_traceback(capsys, monkeypatch):
         busy.listen(1)
         port = busy.getsockname()[1]
         cases.append((["view", str(CLASSIC), "--port", str(port)], f"port {port} on 127.0.0.1 is in use"))
+        # 192.0.2.1 is TEST-NET-1 (RFC 5737): never a machine's own address
+        cases.append((["view", str(CLASSIC), "--host", "192.0.2.1"], "cannot listen on 192.0.2.1"))
     for argv, words in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err
