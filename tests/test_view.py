@@ -141,29 +141,30 @@ def test_variants_are_an_input_and_each_builds_its_own_market():
 
 
 def test_user_mistakes_are_one_line_without_traceback(capsys, monkeypatch):
-    cases = [
-        (["view", str(ROOT / "scenarios" / "mosaic_paper.toml")], "not a repeated market"),
-        (["view", "no/such.toml"], "file not found"),
-        (["view", str(CLASSIC), "--port", "70000"], "--port 70000"),
-    ]
-    if HAS_SOLARA:
+    cases = []
+    if HAS_SOLARA:  # without solara, that is what is said first
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        cases.append((["view", str(CLASSIC), "--port", str(port)], f"port {port} on 127.0.0.1 is in use"))
-        # 192.0.2.1 is TEST-NET-1 (RFC 5737): never a machine's own address
-        cases.append((["view", str(CLASSIC), "--host", "192.0.2.1"], "cannot listen on 192.0.2.1"))
+        cases = [
+            (["view", str(ROOT / "scenarios" / "mosaic_paper.toml")], "not a repeated market"),
+            (["view", "no/such.toml"], "file not found"),
+            (["view", str(CLASSIC), "--port", "70000"], "--port 70000"),
+            (["view", str(CLASSIC), "--port", str(port)], f"port {port} on 127.0.0.1 is in use"),
+            # 192.0.2.1 is TEST-NET-1 (RFC 5737): never a machine's own address
+            (["view", str(CLASSIC), "--host", "192.0.2.1"], "cannot listen on 192.0.2.1"),
+        ]
     for argv, words in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err, err
+    if HAS_SOLARA:
+        busy.close()
     monkeypatch.setitem(sys.modules, "solara", None)  # as if it were not installed
     assert main(["view", str(CLASSIC)]) == 2
     err = capsys.readouterr().err
     assert "pip install 'genmarket[view]'" in err and "Traceback" not in err
-    if HAS_SOLARA:
-        busy.close()
 
 
 # ------------------------------------------------------------------ the page in a browser
