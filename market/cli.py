@@ -99,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
     val.add_argument("scenario", type=Path, help="scenario TOML file")
+
+    view = sub.add_parser("view", help="watch a scenario's market live in the browser (Mesa's "
+                                       "SolaraViz page; needs the view extra: solara)")
+    view.add_argument("scenario", type=Path, help="scenario TOML file (a market, not an experiment)")
+    view.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    view.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")
+    view.add_argument("--device", choices=("cpu", "cuda"), help="override the scenario's device")
     return p
 
 
@@ -304,6 +312,10 @@ def _dispatch(args) -> int:
             return cmd_compare(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "view":
+            from genmarket.market.view import serve
+
+            return serve(args.scenario, args.host, args.port, args.device)
         return cmd_run(args)
     except ScenarioError as exc:
         return fail(str(exc))
