@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _summary_table(summary: dict) -> RenderableType:
     """The terminal table of a run's summary, and a line saying what the ± rests on."""
+    from genmarket.market.running.diagnose import convergence_line
     from genmarket.market.running.summary import interval_words
 
     lo, hi = summary["window"]
@@ -138,7 +139,11 @@ def _summary_table(summary: dict) -> RenderableType:
                           *([""] if ci["n"] >= 2 else []))
     note = (f"±95%: half-width of the {interval_words(ci)}" if ci["n"] >= 2
             else f"means only: {interval_words(ci)}")
-    return Group(table, Text(note))
+    lines = [table, Text(note)]
+    conv = convergence_line(summary)
+    if conv is not None:
+        lines.append(Text(conv))
+    return Group(*lines)
 
 
 def _table(scenario, summary: dict) -> RenderableType:

@@ -26,8 +26,8 @@ from genmarket.market.engine.convergence import window_start
 from genmarket.market.running.folder import write_parquet
 from genmarket.market.running.summary import half_width95, num
 
-__all__ = ["bid_function_frame", "bid_function_summary", "convergence_summary", "game_convergence",
-           "window_frame", "write_diagnostics"]
+__all__ = ["bid_function_frame", "bid_function_summary", "convergence_line", "convergence_summary",
+           "game_convergence", "window_frame", "write_diagnostics"]
 
 
 def window_frame(model) -> pd.DataFrame | None:
@@ -164,3 +164,20 @@ def game_convergence(profiles: Path) -> dict[str, Any]:
                         "regret_share": max((e["regret_share"] for e in pols), default=None),
                         "available": conv.get("available", True)})
     return {"profiles_with_learners": seen, "converged": seen - len(bad), "not_converged": bad}
+
+
+def convergence_line(summary: dict) -> str | None:
+    """One terminal line on a run's convergence (None when nothing learns or no diagnostics)."""
+    conv = summary.get("convergence")
+    if not conv:
+        return None
+    if not conv.get("available", True):
+        return f"convergence: unknown ({conv.get('why', '')})"
+    pols = conv.get("policies") or {}
+    if not pols:
+        return None
+    lo, hi = conv["window"]
+    parts = ", ".join(f"{k} {'ok' if e['converged'] else 'NOT converged'} (moved {e['tv']:.3f} TV, "
+                      f"regret {100 * e['regret_share']:.1f}% of spread)" for k, e in pols.items())
+    verdict = "learners converged" if conv.get("converged") else "learners have NOT converged"
+    return f"{verdict} over rounds {lo}-{hi}: {parts}"
