@@ -165,7 +165,7 @@ class Market(mesa.Model):
     def step(self) -> None:
         t = self.steps - 1  # Mesa has already counted this step; rounds are numbered from 0
         B, n = self.B, self.n
-        collect = self.steps % self.every == 0
+        collect = self.steps % self.every == 0 or self.steps == 1  # round 1 starts the series
         uniform = self.streams.uniform
 
         # constant values: nothing to draw (never written to)
