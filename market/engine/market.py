@@ -103,8 +103,10 @@ class Market(mesa.Model):
         self._sums = torch.zeros((3, self.R, self.n), dtype=torch.float64, device=self.device)
         names = [g.name for g in self.groups]
         # the family's columns in its order, then the engine's; per-group specs once per group
-        self.metric_names = [c for s in (*self.family.metrics, *ENGINE_METRICS)
-                             for c in ([s.column(g) for g in names] if s.per_group else [s.name])]
+        # (once each: a group named like a family column, "relevant", keeps the family's column)
+        self.metric_names = list(dict.fromkeys(
+            c for s in (*self.family.metrics, *ENGINE_METRICS)
+            for c in ([s.column(g) for g in names] if s.per_group else [s.name])))
         self.step_metrics: dict[str, np.ndarray] | None = None
         self.last_round: dict[str, np.ndarray] | None = None
         self.collected_means: dict[str, float] = {}
@@ -236,7 +238,7 @@ class Market(mesa.Model):
         metrics = self.adapter.metrics(rnd, cleared)
         ent = rnd.entered.to(rnd.values.dtype)
         for g in self.groups:  # ENGINE_METRICS
-            metrics[f"entry_rate_{g.name}"] = ent[:, g.cols].mean(-1)
+            metrics.setdefault(f"entry_rate_{g.name}", ent[:, g.cols].mean(-1))
         if list(metrics) != self.metric_names:
             raise RuntimeError(f"family {self.family.name!r}: its adapter's metrics "
                                f"{list(metrics)} are not its specifications' {self.metric_names}")
