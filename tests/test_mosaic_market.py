@@ -257,3 +257,15 @@ def test_a_plugin_backend_passes_validation(mosaic_dict, monkeypatch):
     mosaic_dict["language"]["backend"] = "gpt9"
     with pytest.raises(ScenarioError, match="not one of .*mine"):
         validate_scenario(mosaic_dict)
+
+
+def test_groups_named_like_the_family_columns_run(mosaic_dict):
+    """Groups called relevant and irrelevant (as in scenarios/mosaic_unraveling.toml) would name
+    the engine's entry columns like the family's: each column is collected once, the family's."""
+    mosaic_dict["advertisers"][0]["group"] = "relevant"
+    mosaic_dict["advertisers"][1]["group"] = "irrelevant"
+    model = Market(validate_scenario(mosaic_dict))
+    assert len(model.metric_names) == len(set(model.metric_names))
+    model.step()  # round 1 is collected
+    assert set(model.step_metrics) == {*model.metric_names, "step"}
+    assert (model.step_metrics["entry_rate_relevant"] == 1.0).all()

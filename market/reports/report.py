@@ -228,6 +228,14 @@ def _shortener(manifest: dict):
     return lambda p: p[len(head):] if p.startswith(head) else p
 
 
+def _unchanging(label_: str, values: pd.Series, manifest: dict, where: str) -> str:
+    """The sentence for an outcome not drawn because it never changes: entry says why."""
+    fixed = T.fixed_entry(manifest.get("scenario", {}))
+    if label_.startswith("entry rate") and fixed:
+        return f"Entry rate: not drawn, {fixed} ({where})."
+    return f"{label_.capitalize()}: not drawn, {T.fmt(values.dropna().iloc[0])} {where}."
+
+
 def _game(doc: Doc, folder: Path, level: int, variant: str | None = None) -> None:
     manifest, analysis = read_json(folder / "manifest.json"), read_json(folder / "analysis.json")
     game = pd.read_parquet(folder / "game.parquet")
@@ -281,9 +289,9 @@ def _game(doc: Doc, folder: Path, level: int, variant: str | None = None) -> Non
                 F.done(fig)
             doc.figure(fig, "outcomes", "Market outcomes per profile: means across seeds ("
                        f"{F.band_note(seeds, 'seeds')}).{some}")
-        for c in set(cols) - set(still):
-            doc.text(f"Not drawn, the same in every profile and seed: {cols[c]} "
-                     f"{T.fmt(part[c].dropna().iloc[0])}.")
+        for c in cols:
+            if c not in still:
+                doc.text(_unchanging(cols[c], part[c], manifest, "in every profile and seed"))
     if analysis.get("alpha_rank"):
         fig = F.alpha_rank({short(p): m for p, m in analysis["alpha_rank"].items()}, note=of)
         doc.figure(fig, "alpha-rank", "α-Rank (Omidshafiei et al., 2019): the stationary mass of "
@@ -291,7 +299,7 @@ def _game(doc: Doc, folder: Path, level: int, variant: str | None = None) -> Non
                    "(largest 20).")
     doc.heading("Profiles", level)
     doc.table(G.profiles_table(analysis, outcomes, family))
-    _support_series(doc, folder, analysis, game, family, level, short, colours, of)
+    _support_series(doc, folder, analysis, game, family, level, short, colours, of, manifest)
 
 
 def _leading(analysis: dict, profiles, k: int = 40) -> list[str]:
@@ -306,7 +314,8 @@ def _leading(analysis: dict, profiles, k: int = 40) -> list[str]:
 
 
 def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
-                    family: Family, level: int, short, colours: dict, of: str) -> None:
+                    family: Family, level: int, short, colours: dict, of: str,
+                    manifest: dict) -> None:
     """Revenue and entry over time in the profiles that play only equilibrium strategies, in
     the report's profile colours; a series that never changes is stated, not drawn."""
     played = game[game["count"] > 0].groupby("profile")[["role", "strategy"]].apply(
@@ -334,9 +343,9 @@ def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
                    "support-series", f"{' and '.join(still.values()).capitalize()} against the "
                    "round in the profiles that play only strategies of an equilibrium's support "
                    f"(lines: means across {seeds} seeds; {F.band_note(seeds, 'seeds')}).")
-    for c in set(cols) - set(still):
-        doc.text(f"Not drawn, the same in every round of these profiles: {cols[c]} "
-                 f"{T.fmt(df[c].dropna().iloc[0])}.")
+    for c in cols:
+        if c not in still:
+            doc.text(_unchanging(cols[c], df[c], manifest, "in every round of these profiles"))
 
 
 def _game_variants(doc: Doc, folder: Path, level: int) -> None:

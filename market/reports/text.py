@@ -208,7 +208,7 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
         out += [s + ".", *refs("welfare")]
     fixed = fixed_entry(sc)
     if fixed:
-        out.append(f"Entry: {fixed} (entry is not learned, so it is not drawn).")
+        out.append(f"Entry: {fixed}.")
     elif has("entry_rate"):
         per_group = next(s for s in ENGINE_METRICS if s.per_group)
         parts = [f"{g['group']} {fmt(m[c], 2)}" for g in sc.get("advertisers", [])

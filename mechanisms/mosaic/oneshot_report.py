@@ -116,13 +116,13 @@ def against_m(auctions: pd.DataFrame, y: str, ylabel: str, title: str,
 def cells_against_m(cells: pd.DataFrame, columns: dict[str, str], ylabel: str,
                     title: str) -> Figure:
     """Per-cell numbers (one per generator and M) against M; `columns` maps column -> style."""
-    long = cells.melt(id_vars=["generator", "M"], value_vars=list(columns), var_name="rule",
+    long = cells.melt(id_vars=["generator", "M"], value_vars=list(columns), var_name="payment rule",
                       value_name="y")
-    long["rule"] = long["rule"].map(columns)
+    long["payment rule"] = long["payment rule"].map(columns)
     fig, ax = F.plt.subplots(figsize=(6.5, 3.8), dpi=100)
     colours = colours_for(long["generator"])
     F.sns.lineplot(data=long, x="M", y="y", hue="generator", hue_order=list(colours),
-                   palette=colours, style="rule", marker="o", ax=ax)
+                   palette=colours, style="payment rule", marker="o", ax=ax)
     ax.set(xlabel="number of candidates M", ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     return F.done(fig)
