@@ -100,19 +100,20 @@ def lines(df: pd.DataFrame, columns: dict[str, str], ylabel: str, title: str,
 
 def panels(df: pd.DataFrame, columns: dict[str, str], hue: str, by: str = "replica",
            x: str = "step", xlabel: str = ROUND, colours: dict[str, tuple] | None = None,
-           title: str | None = None) -> Figure:
+           title: str | None = None, reference: dict[str, float] | None = None) -> Figure:
     """One panel per column (column -> panel title with unit), a line per value of `hue`, in
-    the order and colours of `colours` (default: `palette` of the values as they come); one
-    legend for all panels, under them."""
+    the order and colours of `colours` (default: `palette` of the values as they come), with
+    the `reference` lines (label -> y) in every panel; one legend for all, under them."""
     colours = colours or palette(df[hue])
     order = [h for h in colours if h in set(df[hue])]
     width = min(3, len(columns))
     rows = -(-len(columns) // width)
-    legend_rows = -(-len(order) // 3)
-    extra = 0.35 + 0.22 * legend_rows + (0.45 if title else 0.0)  # inches: legend and title
+    legend_rows = -(-(len(order) + len(reference or {})) // 3)
+    extra = 0.35 + 0.22 * legend_rows + (0.3 if title else 0.0)  # inches: legend and title
     w, h = max(6.5, 4.3 * width), 3.3 * rows + extra
     fig, axes = plt.subplots(rows, width, figsize=(w, h), dpi=100, squeeze=False)
     for ax, (col, name) in zip(axes.flat, columns.items(), strict=False):
+        references(ax, reference)
         sns.lineplot(data=df, x=x, y=col, hue=hue, hue_order=order, palette=colours,
                      errorbar=_errorbar(df, by), ax=ax, linewidth=1.1,
                      marker="o" if x != "step" else None, legend=ax is axes.flat[0])
@@ -126,9 +127,10 @@ def panels(df: pd.DataFrame, columns: dict[str, str], hue: str, by: str = "repli
         first.get_legend().remove()
     sns.despine(fig)
     if title:
-        fig.suptitle("\n".join(textwrap.wrap(title, int(w * 14))), fontsize=11)
+        fig.suptitle("\n".join(textwrap.wrap(title, int(w * 14))), fontsize=11, y=1 - 0.05 / h,
+                     va="top")
     bottom = (0.1 + 0.22 * legend_rows) / h
-    fig.tight_layout(rect=(0, bottom, 1, 1 - (0.4 if title else 0.0) / h))
+    fig.tight_layout(rect=(0, bottom, 1, 1))  # leaves room for the suptitle itself
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
                    frameon=False, title=f"{hue}:", title_fontsize=8, bbox_to_anchor=(0.5, 0.0))

@@ -209,10 +209,12 @@ def _variants_unraveling(doc: Doc, comparison: dict, metrics: dict[str, pd.DataF
         return
     if F.is_constant(df, [pair[0]]):  # nothing entered or left: nothing can unravel
         return
-    fig = F.panels(df, {pair[0]: label(family, pair[0])}, "variant", colours=F.palette(metrics))
-    fig.axes[0].axhline(min(thr), ls="--", lw=0.9, color="grey")
-    doc.figure(fig, "unraveling", f"Unraveling: {label(family, pair[0])} in each variant; "
-               f"dashed: the threshold {min(thr):g}.")
+    R = max(m["replica"].nunique() for m in metrics.values())
+    fig = F.panels(df, {pair[0]: f"{label(family, pair[0])} (share of advertisers)"}, "variant",
+                   colours=F.palette(metrics), title="Unraveling in each variant",
+                   reference={"unraveling threshold": min(thr)})
+    doc.figure(fig, "unraveling", f"Unraveling: {label(family, pair[0])} in each variant against "
+               f"the round, with the threshold {min(thr):g} (grey; {F.band_note(R)}).")
 
 
 # ---------------------------------------------------------------- empirical games

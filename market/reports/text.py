@@ -324,7 +324,8 @@ def variant_sentences(comparison: dict, desc: dict, family: Family) -> list[str]
         lo = {n: s["metrics"][k] - (s.get("ci95", {}).get(k) or 0.0) for n, s in have.items()}
         hi = {n: s["metrics"][k] + (s.get("ci95", {}).get(k) or 0.0) for n, s in have.items()}
         best = max(have, key=lambda n: have[n]["metrics"][k])
-        clear = all(lo[best] > hi[n] for n in have if n != best)  # intervals apart
+        # intervals apart by more than the printed resolution (0.0005), not by rounding noise
+        clear = all(lo[best] - hi[n] >= 0.0005 for n in have if n != best)
         u = _after(unit(family, k)).strip()
         others = "other's" if len(have) == 2 else "others'"
         out.append(f"{_capital(label(family, k))}{f' ({u})' if u else ''} {where}: {parts}"

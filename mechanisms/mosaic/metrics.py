@@ -22,10 +22,10 @@ PANELS = (
     Panel("entry", "Entry (unraveling: relevant advertisers leaving)", "share of advertisers entering"),
     Panel("report_ratio", "Reports", "report multiplier"),
     Panel("incentives", "Incentives: gain from misreporting", "money"),
-    Panel("gains", "Gain from participating (eq. 19)", "money"),
-    Panel("quality", "Reply quality: log-probability of the returned reply under pi_r",
-          "log pi_r (nats)"),
-    Panel("kl", "Reply distribution: KL divergence to the reference pi_ref", "KL (nats)"),
+    Panel("gains", "Gain from participating (the paper's eq. 19)", "money"),
+    Panel("quality", "Reply quality: log-probability of the returned reply under π_r",
+          "log π_r (nats)"),
+    Panel("kl", "Reply distribution: KL divergence to the reference π_ref", "KL (nats)"),
 )
 
 
@@ -38,7 +38,7 @@ def _truthful(scenario) -> dict[str, float]:
 METRICS = (
     MetricSpec("revenue", "revenue (payments)", "money", "revenue", compared=True),
     MetricSpec("welfare", "advertisers' reward", "money", "revenue"),
-    MetricSpec("logp_opt", "log pi_r(returned reply)", "nats", "quality", compared=True),
+    MetricSpec("logp_opt", "log π_r(returned reply)", "nats", "quality", compared=True),
     MetricSpec("kl_ref", "KL to reference", "nats", "kl"),
     MetricSpec("reward_gain", "reward gain", "money", "gains"),
     MetricSpec("utility_gain", "utility gain", "money", "gains", compared=True),
