@@ -194,7 +194,7 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
     def refs(n):
         spec = family.metric(n)
         text = _references(spec, m, ci, R, scenario) if spec is not None else ""
-        return [f"Reference values of {label(family, n)}: {text}."] if text else []
+        return [f"Theory for {label(family, n)}: {text}."] if text else []
 
     out = []
     if has("revenue"):
@@ -234,7 +234,7 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
         if spec.per_group or spec.name in skip or not has(spec.name):
             continue
         text = _references(spec, m, ci, R, scenario)
-        out.append(f"{_capital(spec.label)}: {v(spec.name)}" + (f" (reference values: {text})"
+        out.append(f"{_capital(spec.label)}: {v(spec.name)}" + (f" (theory: {text})"
                                                                if text else "") + ".")
     if summary.get("unraveling") and not fixed:  # fixed entry cannot unravel
         out.append(unraveling_sentence(summary["unraveling"], summary))
