@@ -39,9 +39,10 @@ def _errorbar(df: pd.DataFrame, by: str):
     return interval95 if df[by].nunique() > 1 else None
 
 
-def band_note(n: int, what: str = "replicas") -> str:
-    """How a figure's bands were made, for its caption: '95% t-interval across 4 replicas'."""
-    return (f"bands: 95% t-interval across {n} {what}" if n > 1
+def band_note(n: int, what: str = "replicas", marks: str = "bands") -> str:
+    """How a figure's bands (or error bars: `marks`) were made, for its caption: 'bands: 95%
+    t-interval across 4 replicas'."""
+    return (f"{marks}: 95% t-interval across {n} {what}" if n > 1
             else f"one of the {what} only: no interval")
 
 

@@ -26,6 +26,7 @@ from genmarket.market.reports.document import FIGURES, Doc, read_json
 from genmarket.market.reports.run_figures import (
     comparison_figure,
     constant_panels,
+    panel_columns,
     panel_figures,
     unraveling_figure,
     ylabel,
@@ -120,10 +121,12 @@ def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None
     doc.findings(T.run_sentences(summary, sc, family, scenario))
     doc.heading("Over time", level)
     R = metrics["replica"].nunique()
-    doc.text(f"Lines are means across {R} replica{'s' if R > 1 else ''}, collected at round 1 "
-             f"and every {sc.get('metrics', {}).get('every', '?')} rounds; "
-             f"{F.band_note(R)}. Grey lines: theory, where its conditions hold.")
+    steps = sorted(metrics["step"].unique())
     groups = [g["group"] for g in sc["advertisers"]]
+    theory = any(panel_columns(family, p, groups, scenario)[1] for p in family.panels)
+    doc.text(f"Lines are means across {R} replica{'s' if R > 1 else ''} at the {len(steps)} "
+             f"collected rounds, from round {steps[0]} to {steps[-1]}; {F.band_note(R)}."
+             + (" Grey lines: theory, drawn only where its conditions hold." if theory else ""))
     for panel, fig in panel_figures(metrics, family, groups, scenario, variant):
         doc.figure(fig, panel.name, f"{panel.title} against the round ({ylabel(family, panel)}; "
                    f"{F.band_note(R)}).")
@@ -290,7 +293,7 @@ def _game(doc: Doc, folder: Path, level: int, variant: str | None = None) -> Non
                 fig.suptitle(f"Market outcomes per profile{of}", fontsize=10)
                 F.done(fig)
             doc.figure(fig, "outcomes", "Market outcomes per profile: means across seeds ("
-                       f"{F.band_note(seeds, 'seeds')}).{some}")
+                       f"{F.band_note(seeds, 'seeds', 'error bars')}).{some}")
         for c in cols:
             if c not in still:
                 doc.text(_unchanging(cols[c], part[c], manifest, "in every profile and seed"))
