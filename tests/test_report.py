@@ -339,3 +339,88 @@ def test_headless_browser_renders_every_image(folders, kind, tmp_path):
     assert f"<title>IMAGES {n} DECODED {n}</title>" in dom, dom[:300]
     payloads = re.findall(r'<img src="data:image/png;base64,([^"]*)"', dom)
     assert len(payloads) == n and all(len(p) > 1000 for p in payloads)
+
+
+# ---------------------------------------------------------------- figures that answer the question
+
+
+def test_run_report_opens_with_the_question_and_the_paper(folders):
+    from genmarket.market.scenario import load_scenario
+    md = folders["run"][1][1].read_text()
+    top = md[:md.index("## What was run")]
+    question = load_scenario(ROOT / "scenarios/first_price_quickstart.toml").description
+    assert question and f"Question: {question}" in top
+    assert f"Mechanism: first_price, from {family_of('first_price').citation}." in top
+
+
+def test_run_report_draws_theory_and_no_fixed_entry(folders):
+    """The quickstart is the textbook case (3 bidders, U[0, 1], always in, one slot): the Bayes-
+    Nash lines are stated; entry cannot change, so it is said in words and not drawn."""
+    md = folders["run"][1][1].read_text()
+    assert "Bayes-Nash bid (n-1)/n (n=3) = 0.667" in md
+    assert "Bayes-Nash revenue h(n-1)/(n+1) (n=3, h=1) = 0.500" in md
+    assert "-entry.png" not in md and "Entry: every advertiser always enters." in md
+    assert "95% t-interval across 4 replicas" in md and "1.96" not in md
+
+
+def test_every_panel_holds_one_kind_of_quantity():
+    """No two quantities of different units on one axis, in every family."""
+    from genmarket.market.engine.seam import ENGINE_METRICS, families
+    for fam in families():
+        for panel in fam.panels:
+            units = {s.unit for s in (*fam.metrics, *ENGINE_METRICS) if s.panel == panel.name}
+            assert len(units) <= 1, (fam.name, panel.name, units)
+
+
+def test_bands_are_the_summaries_t_interval():
+    from genmarket.market.reports import figures as F
+    from genmarket.market.running.summary import half_width95
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 4, 30):
+        x = rng.normal(size=n)
+        lo, hi = F.interval95(x)
+        assert (lo + hi) / 2 == pytest.approx(x.mean())
+        assert (hi - lo) / 2 == pytest.approx(half_width95(pd.Series(x)))
+    df = pd.DataFrame({"replica": [0, 1], "step": [1, 1], "y": [0.0, 1.0]})
+    assert F._errorbar(df, "replica") is F.interval95
+    assert F._errorbar(df[df["replica"] == 0], "replica") is None
+
+
+def test_one_colour_per_name_in_every_panel():
+    """panels() draws each hue value in the colour the report's palette gives it, whatever the
+    order the values come in."""
+    from matplotlib.colors import to_rgb
+
+    from genmarket.market.reports import figures as F
+    df = pd.DataFrame({"step": [1, 2] * 3, "replica": 0, "variant": ["b"] * 2 + ["a"] * 2 + ["c"] * 2,
+                       "x": np.arange(6.0), "y": np.arange(6.0) ** 2})
+    colours = F.palette(["a", "b", "c"])
+    fig = F.panels(df, {"x": "x", "y": "y"}, "variant", colours=colours)
+    for ax in fig.axes[:2]:
+        drawn = [to_rgb(line.get_color()) for line in ax.get_lines()[:3]]
+        assert drawn == [to_rgb(colours[v]) for v in ("a", "b", "c")]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a", "b", "c"]
+    F.plt.close(fig)
+
+
+def test_a_series_that_never_changes_is_not_drawn():
+    from genmarket.market.reports.run_figures import constant_panels, panel_figures
+    fam = family_of("first_price")
+    steps = np.repeat([1, 10, 20], 2)
+    m = pd.DataFrame({"step": steps, "replica": np.tile([0, 1], 3), "revenue": np.arange(6.0),
+                      "entry_rate": 1.0, "entry_rate_bidders": 1.0, "mean_bid_ratio": 0.5})
+    drawn = []
+    for p, fig in panel_figures(m, fam, ["bidders"]):
+        drawn.append(p.name)
+        fig.clf()
+    assert drawn == ["revenue"]
+    still = {p.name: v for p, v in constant_panels(m, fam, ["bidders"])}
+    assert still == {"entry": {"entry rate": 1.0, "bidders": 1.0}, "bid_ratio": {"bid / value": 0.5}}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")), ids=lambda p: p.name)
+def test_every_scenario_states_its_question(path):
+    from genmarket.market.scenario import load_scenario
+    text = load_scenario(path).description
+    sentences = re.findall(r"[.?!](?:\s|$)", text)
+    assert text and 1 <= len(sentences) <= 3, text

@@ -108,6 +108,7 @@ class Market(mesa.Model):
         self._tracks = {(tr.group.index, tr.role): tr for tr in self.diagnostics.tracks}
         names = [g.name for g in self.groups]
         # the family's columns in its order, then the engine's; per-group specs once per group
+        # (a group named so that its column is a family metric is refused at validation)
         self.metric_names = [c for s in (*self.family.metrics, *ENGINE_METRICS)
                              for c in ([s.column(g) for g in names] if s.per_group else [s.name])]
         self.step_metrics: dict[str, np.ndarray] | None = None
@@ -180,7 +181,7 @@ class Market(mesa.Model):
     def step(self) -> None:
         t = self.steps - 1  # Mesa has already counted this step; rounds are numbered from 0
         B, n = self.B, self.n
-        collect = self.steps % self.every == 0
+        collect = self.steps % self.every == 0 or self.steps == 1  # round 1 starts the series
         uniform = self.streams.uniform
         diag = self.diagnostics
         diag.begin_round(self.steps, t)

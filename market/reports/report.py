@@ -25,6 +25,8 @@ from genmarket.market.reports import text as T
 from genmarket.market.reports.document import FIGURES, Doc, read_json
 from genmarket.market.reports.run_figures import (
     comparison_figure,
+    constant_panels,
+    panel_columns,
     panel_figures,
     unraveling_figure,
     ylabel,
@@ -65,7 +67,11 @@ def write_report(folder: Path) -> tuple[Path, Path]:
     folder = Path(folder)
     kind = _kind(folder)
     manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
-    name = manifest.get("scenario", {}).get("name", folder.name)
+    if kind == "game_variants" and not manifest:  # the scenario's name, from a variant's game
+        first = next(iter(sorted(folder.glob("*/manifest.json"))), None)
+        name = read_json(first)["scenario"].get("name", folder.name) if first else folder.name
+    else:
+        name = manifest.get("scenario", {}).get("name", folder.name)
     sections = {"run": ("market run", _run), "variants": ("variants", _variants),
                 "game": ("empirical game", _game),
                 "game_variants": ("empirical games per variant", _game_variants)}
@@ -73,6 +79,9 @@ def write_report(folder: Path) -> tuple[Path, Path]:
                                            EXPERIMENTS.lookup(kind).report)
     doc = Doc(f"{name}: {what}")
     F.sns.set_theme(style="whitegrid", context="notebook")
+    if manifest.get("scenario"):
+        for line in T.preamble(manifest, family_for(manifest)):
+            doc.text(line)
     section(doc, folder, 2)
     samples_section(doc, folder, 2)
     figs = folder / FIGURES
@@ -99,8 +108,10 @@ def _validated(sc: dict):
         return None
 
 
-def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None) -> None:
-    """The report of one run folder; `metrics` is its metrics.parquet when already read."""
+def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None,
+         variant: str | None = None) -> None:
+    """The report of one run folder; `metrics` is its metrics.parquet when already read;
+    `variant` names the variant in the figures' titles."""
     manifest, summary = read_json(folder / "manifest.json"), read_json(folder / "summary.json")
     if metrics is None:
         metrics = pd.read_parquet(folder / "metrics.parquet")
@@ -111,11 +122,21 @@ def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None
     doc.heading("Findings", level)
     doc.findings(T.run_sentences(summary, sc, family, scenario))
     doc.heading("Over time", level)
-    doc.text("Lines are means across replicas; bands are 95% intervals (mean ± 1.96 standard "
-             "errors) when there is more than one replica.")
+    R = metrics["replica"].nunique()
+    steps = sorted(metrics["step"].unique())
     groups = [g["group"] for g in sc["advertisers"]]
-    for panel, fig in panel_figures(metrics, family, groups, scenario):
-        doc.figure(fig, panel.name, f"{panel.title} against the round ({ylabel(family, panel)}).")
+    theory = any(panel_columns(family, p, groups, scenario)[1] for p in family.panels)
+    doc.text(f"Lines are means across {R} replica{'s' if R > 1 else ''} at the {len(steps)} "
+             f"collected rounds, from round {steps[0]} to {steps[-1]}; {F.band_note(R)}."
+             + (" Grey lines: theory, drawn only where its conditions hold." if theory else ""))
+    for panel, fig in panel_figures(metrics, family, groups, scenario, variant):
+        doc.figure(fig, panel.name, f"{panel.title} against the round ({ylabel(family, panel)}; "
+                   f"{F.band_note(R)}).")
+    fixed = T.fixed_entry(sc)
+    for panel, values in constant_panels(metrics, family, groups):
+        what = fixed if panel.name == "entry" and fixed else "; ".join(
+            f"{k} {T.fmt(v)}" for k, v in values.items())
+        doc.text(f"{panel.title}: not drawn, the same at every collected round ({what}).")
     unr = summary.get("unraveling")
     fig = unraveling_figure(metrics, family, unr) if unr else None
     if fig is not None:
@@ -166,13 +187,15 @@ def _variants(doc: Doc, folder: Path, level: int) -> None:
                    if (folder / n / "metrics.parquet").exists()}
         fig = comparison_figure(metrics, family) if metrics else None
         if fig is not None:
-            doc.figure(fig, "comparison",
-                       "Each variant's metrics against the round (95% bands across replicas).")
+            R = max(m["replica"].nunique() for m in metrics.values())
+            doc.figure(fig, "comparison", "Each variant's metrics against the round ("
+                       f"{F.band_note(R)}); a metric that never changes in any variant is "
+                       "not drawn.")
         _variants_unraveling(doc, comparison, metrics, family)
     for n in comparison:
         doc.heading(f"Variant {n} ({desc[n]})", level)
         if kinds[n] == "run":
-            _run(doc, folder / n, level + 1, metrics.get(n))
+            _run(doc, folder / n, level + 1, metrics.get(n), n)
         elif kinds[n] in EXPERIMENTS:
             EXPERIMENTS[kinds[n]].report(doc, folder / n, level + 1)
         else:
@@ -189,22 +212,48 @@ def _variants_unraveling(doc: Doc, comparison: dict, metrics: dict[str, pd.DataF
     df = pd.concat([m.assign(variant=n) for n, m in metrics.items()], ignore_index=True)
     if pair[0] not in df:
         return
-    fig = F.panels(df, {pair[0]: label(family, pair[0])}, "variant")
-    fig.axes[0].axhline(min(thr), ls="--", lw=0.9, color="grey")
-    doc.figure(fig, "unraveling", f"Unraveling: {label(family, pair[0])} in each variant; "
-               f"dashed: the threshold {min(thr):g}.")
+    if F.is_constant(df, [pair[0]]):  # nothing entered or left: nothing can unravel
+        return
+    R = max(m["replica"].nunique() for m in metrics.values())
+    fig = F.panels(df, {pair[0]: f"{label(family, pair[0])} (share of advertisers)"}, "variant",
+                   colours=F.palette(metrics), title="Unraveling in each variant",
+                   reference={"unraveling threshold": min(thr)})
+    doc.figure(fig, "unraveling", f"Unraveling: {label(family, pair[0])} in each variant against "
+               f"the round, with the threshold {min(thr):g} (grey; {F.band_note(R)}).")
 
 
 # ---------------------------------------------------------------- empirical games
 
 
-def _game(doc: Doc, folder: Path, level: int) -> None:
+def _shortener(manifest: dict):
+    """name -> name without the role ('advertisers: truthful=2 over=1' -> 'truthful=2 over=1')
+    when the game has one role; the identity otherwise."""
+    roles = list(manifest.get("roles", {}))
+    if len(roles) != 1:
+        return lambda p: p
+    head = f"{roles[0]}: "
+    return lambda p: p[len(head):] if p.startswith(head) else p
+
+
+def _unchanging(label_: str, values: pd.Series, manifest: dict, where: str) -> str:
+    """The sentence for an outcome not drawn because it never changes: entry says why."""
+    fixed = T.fixed_entry(manifest.get("scenario", {}))
+    if label_.startswith("entry rate") and fixed:
+        return f"Entry rate: not drawn, {fixed} ({where})."
+    return f"{label_.capitalize()}: not drawn, {T.fmt(values.dropna().iloc[0])} {where}."
+
+
+def _game(doc: Doc, folder: Path, level: int, variant: str | None = None) -> None:
     manifest, analysis = read_json(folder / "manifest.json"), read_json(folder / "analysis.json")
     game = pd.read_parquet(folder / "game.parquet")
     outcomes = (pd.read_parquet(folder / "outcomes.parquet")
                 if (folder / "outcomes.parquet").exists() else None)
     family = family_for(manifest)
     money = family.money
+    short = _shortener(manifest)
+    roles = list(manifest.get("roles", {}))
+    of = f" (variant {variant})" if variant else ""
+    seeds = game["seed"].nunique()
     doc.heading("What was run", level)
     doc.table(T.setup_table(manifest, family))
     doc.table(G.roles_table(manifest))
@@ -214,30 +263,50 @@ def _game(doc: Doc, folder: Path, level: int) -> None:
     doc.table(G.equilibria_table(analysis))
     doc.heading("Payoffs", level)
     shown = _leading(analysis, game["profile"].unique())
+    # one colour per profile in every figure, the same in every variant's game (sorted names)
+    colours = F.palette(sorted(short(p) for p in game["profile"].unique()))
     some = (f" The {len(shown)} profiles with the most α-Rank mass (then least regret) of "
             f"{game['profile'].nunique()}." if len(shown) < game["profile"].nunique() else "")
-    table = game.assign(strategy=game["role"] + ": " + game["strategy"]).pivot_table(
-        index="profile", columns="strategy", values="payoff", aggfunc="mean").loc[shown]
-    doc.figure(F.heatmap(table, "Mean payoff of each strategy in each profile", money), "payoffs",
-               f"Mean payoff per player of each strategy in each profile ({money}; blank: not "
-               f"played), over {game['seed'].nunique()} seeds.{some}")
-    edges = [(a, b, g) for a, b, g in analysis.get("deviation_edges", [])]
-    nodes = sorted(set(analysis.get("pure_regrets", {})) | {x for e in edges for x in e[:2]})
+    one = f" (role {roles[0]})" if len(roles) == 1 else ""
+    table = game.assign(strategy=game["strategy"] if one else game["role"] + ": " + game["strategy"]
+                        ).pivot_table(index="profile", columns="strategy", values="payoff",
+                                      aggfunc="mean").loc[shown].rename(index=short)
+    doc.figure(F.heatmap(table, f"Mean payoff of each strategy in each profile{one}{of}", money),
+               "payoffs", f"Mean payoff per player of each strategy in each profile ({money}; "
+               f"blank: not played), over {seeds} seeds; profiles listed as strategy=number of "
+               f"players.{some}")
+    edges = [(short(a), short(b), g) for a, b, g in analysis.get("deviation_edges", [])]
+    nodes = sorted({short(p) for p in analysis.get("pure_regrets", {})}
+                   | {x for e in edges for x in e[:2]})
     if nodes:
         sinks = set(nodes) - {a for a, _, _ in edges}
-        doc.figure(F.deviation_graph(nodes, edges, sinks), "deviation-graph",
-                   "Profitable unilateral deviations between profiles, labelled by the "
-                   f"deviator's gain ({money}).")
+        fig = F.deviation_graph(nodes, edges, sinks, of)
+        doc.figure(fig, "deviation-graph", "Profiles as nodes; an arrow is a switch of one "
+                   "player's strategy that raises its payoff, labelled by the gain "
+                   f"({money}); orange profiles have no profitable switch out.")
     if outcomes is not None and len(outcomes):
         cols = G.outcome_columns(family, outcomes.columns)
-        doc.figure(F.outcome_bars(outcomes[outcomes["profile"].isin(shown)], cols), "outcomes",
-                   f"Market outcomes per profile: means across seeds with 95% intervals.{some}")
+        part = outcomes[outcomes["profile"].isin(shown)].assign(
+            profile=lambda d: d["profile"].map(short))
+        still = {c: v for c, v in cols.items() if not F.is_constant(part, [c])}
+        if still:
+            fig = F.outcome_bars(part, still, [short(p) for p in shown])
+            if variant:
+                fig.suptitle(f"Market outcomes per profile{of}", fontsize=10)
+                F.done(fig)
+            doc.figure(fig, "outcomes", "Market outcomes per profile: means across seeds ("
+                       f"{F.band_note(seeds, 'seeds', 'error bars')}).{some}")
+        for c in cols:
+            if c not in still:
+                doc.text(_unchanging(cols[c], part[c], manifest, "in every profile and seed"))
     if analysis.get("alpha_rank"):
-        doc.figure(F.alpha_rank(analysis["alpha_rank"]), "alpha-rank",
-                   "α-Rank stationary mass of each profile (largest 20).")
+        fig = F.alpha_rank({short(p): m for p, m in analysis["alpha_rank"].items()}, note=of)
+        doc.figure(fig, "alpha-rank", "α-Rank (Omidshafiei et al., 2019): the stationary mass of "
+                   "each profile under evolutionary dynamics that favour better responses "
+                   "(largest 20).")
     doc.heading("Profiles", level)
     doc.table(G.profiles_table(analysis, outcomes, family))
-    _support_series(doc, folder, analysis, game, family, level)
+    _support_series(doc, folder, analysis, game, family, level, short, colours, of, manifest)
 
 
 def _leading(analysis: dict, profiles, k: int = 40) -> list[str]:
@@ -252,8 +321,10 @@ def _leading(analysis: dict, profiles, k: int = 40) -> list[str]:
 
 
 def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
-                    family: Family, level: int) -> None:
-    """Revenue and entry over time in the profiles that play only equilibrium strategies."""
+                    family: Family, level: int, short, colours: dict, of: str,
+                    manifest: dict) -> None:
+    """Revenue and entry over time in the profiles that play only equilibrium strategies, in
+    the report's profile colours; a series that never changes is stated, not drawn."""
     played = game[game["count"] > 0].groupby("profile")[["role", "strategy"]].apply(
         lambda d: set(zip(d["role"], d["strategy"], strict=True)))
     wanted: list[str] = []
@@ -264,23 +335,41 @@ def _support_series(doc: Doc, folder: Path, analysis: dict, game: pd.DataFrame,
     for p in wanted[:6]:
         path = folder / "profiles" / profile_slug(p) / "metrics.parquet"
         if path.exists():
-            frames.append(pd.read_parquet(path).assign(profile=p))
+            frames.append(pd.read_parquet(path).assign(profile=short(p)))
     if not frames:
         return
     df = pd.concat(frames, ignore_index=True)
     cols = G.outcome_columns(family, df.columns, ("revenue", "entry_rate"))
+    still = {c: v for c, v in cols.items() if not F.is_constant(df, [c])}
     doc.heading("Equilibrium profiles over time", level)
-    doc.figure(F.panels(df, cols, "profile"), "support-series",
-               "Revenue and entry against the round in the profiles that play only strategies "
-               "of an equilibrium's support (95% bands across seeds).")
+    if still:
+        seeds = df["replica"].nunique()
+        extra = {p: c for p, c in F.palette(df["profile"]).items() if p not in colours}
+        doc.figure(F.panels(df, still, "profile", colours={**colours, **extra},
+                            title=f"Profiles that play only an equilibrium's strategies{of}"),
+                   "support-series", f"{' and '.join(still.values()).capitalize()} against the "
+                   "round in the profiles that play only strategies of an equilibrium's support "
+                   f"(lines: means across {seeds} seeds; {F.band_note(seeds, 'seeds')}).")
+    for c in cols:
+        if c not in still:
+            doc.text(_unchanging(cols[c], df[c], manifest, "in every round of these profiles"))
 
 
 def _game_variants(doc: Doc, folder: Path, level: int) -> None:
     names = read_json(folder / "variants.json").get("variants", [])
+    manifests = {n: read_json(folder / n / "manifest.json") for n in names
+                 if (folder / n / "manifest.json").exists()}
+    lines: list[str] = []
+    for n, m in manifests.items():  # the question once, then each variant's mechanism
+        lines += [x if x.startswith("Question") or len(manifests) == 1 else
+                  f"{x[:9]} (variant {n}){x[9:]}" for x in T.preamble(m, family_for(m))
+                  if x not in lines]
+    for line in lines:
+        doc.text(line)
     doc.text(f"One empirical game per variant: {', '.join(names)}.")
     for n in names:
         doc.heading(f"Variant {n}", level)
         if (folder / n / "analysis.json").exists():
-            _game(doc, folder / n, level + 1)
+            _game(doc, folder / n, level + 1, n)
         else:
             doc.text(f"No game at {n}/ (no analysis.json).")

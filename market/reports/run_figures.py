@@ -2,7 +2,9 @@
 specifications (`<panel>.png`), with the specs' reference lines; the variants' comparison; and,
 for the report, unraveling against its threshold.
 
-Bands are 95% confidence intervals across replicas when the run has more than one.
+Bands are 95% t-intervals across replicas when the run has more than one. A panel whose every
+series holds one number throughout (entry when every advertiser always enters) is not drawn:
+`constant_panels` lists them for the report to state in words.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from genmarket.market.engine.seam import ENGINE_METRICS, Family, Panel, family_o
 from genmarket.market.reports import figures as F  # noqa: E402
 from genmarket.market.reports.specs import compared, label, unit, unraveling_columns  # noqa: E402
 
-__all__ = ["comparison_columns", "comparison_figure", "panel_columns", "panel_figures",
-           "unraveling_figure", "write_comparison", "write_figures", "ylabel"]
+__all__ = ["comparison_columns", "comparison_figure", "constant_panels", "panel_columns",
+           "panel_figures", "unraveling_figure", "write_comparison", "write_figures", "ylabel"]
 
 
 def _save(fig, path: Path) -> Path:
@@ -57,12 +59,27 @@ def ylabel(family: Family, panel: Panel) -> str:
 
 
 def panel_figures(metrics: pd.DataFrame, family: Family, groups: list[str],
-                  scenario=None) -> Iterator[tuple[Panel, Figure]]:
-    """(panel, figure) for each of the family's panels with a column that has a number."""
+                  scenario=None, variant: str | None = None) -> Iterator[tuple[Panel, Figure]]:
+    """(panel, figure) for each of the family's panels with a column that has a number and
+    changes over the run; `variant` names the variant in the titles."""
     for panel in family.panels:
         cols, refs = panel_columns(family, panel, groups, scenario, metrics)
-        if cols:
-            yield panel, F.lines(metrics, cols, ylabel(family, panel), panel.title, refs or None)
+        if cols and not F.is_constant(metrics, cols):
+            title = f"{panel.title} (variant {variant})" if variant else panel.title
+            yield panel, F.lines(metrics, cols, ylabel(family, panel), title, refs or None)
+
+
+def constant_panels(metrics: pd.DataFrame, family: Family,
+                    groups: list[str]) -> list[tuple[Panel, dict[str, float]]]:
+    """(panel, {legend label: its one value}) for each panel not drawn because every series
+    in it holds one number throughout the run."""
+    out = []
+    for panel in family.panels:
+        cols, _ = panel_columns(family, panel, groups, None, metrics)
+        if cols and F.is_constant(metrics, cols):
+            out.append((panel, {label: float(metrics[c].dropna().iloc[0])
+                                for c, label in cols.items()}))
+    return out
 
 
 def write_figures(metrics: pd.DataFrame, folder: Path, scenario) -> list[Path]:
@@ -86,11 +103,12 @@ def comparison_columns(family: Family, df: pd.DataFrame) -> dict[str, str]:
 
 
 def comparison_figure(metrics: dict[str, pd.DataFrame], family: Family) -> Figure | None:
-    """One panel per compared metric the variants' runs have, a line per variant (None when
-    they have none)."""
+    """One panel per compared metric the variants' runs have and that changes, a line per
+    variant in the order (and colours) of `metrics` (None when there is none)."""
     df = pd.concat([m.assign(variant=name) for name, m in metrics.items()], ignore_index=True)
     cols = comparison_columns(family, df)
-    return F.panels(df, cols, "variant") if cols else None
+    cols = {c: name for c, name in cols.items() if not F.is_constant(df, [c])}
+    return F.panels(df, cols, "variant", colours=F.palette(metrics)) if cols else None
 
 
 def write_comparison(metrics: dict[str, pd.DataFrame], folder: Path, family: Family) -> Path | None:
@@ -110,6 +128,8 @@ def unraveling_figure(metrics: pd.DataFrame, family: Family, unraveling: dict) -
     if pair is None or pair[0] not in metrics:
         return None
     cols = {c: label(family, c) for c in pair if c in metrics and metrics[c].notna().any()}
+    if F.is_constant(metrics, cols):  # fixed entry: nothing can unravel
+        return None
     thr = unraveling["threshold"]
     fig = F.lines(metrics, cols, "share of advertisers entering", "Unraveling",
                   {f"threshold {thr:g}": thr})

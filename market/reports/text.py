@@ -16,8 +16,8 @@ from genmarket.market.engine.seam import ENGINE_METRICS, EXPERIMENTS, WORLDS, Fa
 from genmarket.market.reports.specs import compared, label, unit, unraveling_columns
 from genmarket.market.scenario import validate_scenario
 
-__all__ = ["delegated", "describe_variant", "flatten_overrides", "fmt", "groups_table", "pm",
-           "run_sentences", "setup_table", "spec_text", "summary_table", "truthful",
+__all__ = ["delegated", "describe_variant", "fixed_entry", "flatten_overrides", "fmt",
+           "groups_table", "pm", "preamble", "run_sentences", "setup_table", "spec_text", "summary_table", "truthful",
            "unraveling_sentence", "variant_sentences", "variants_table"]
 
 
@@ -69,15 +69,13 @@ def _value(v: Any) -> str:
 
 def setup_table(manifest: dict, family: Family) -> pd.DataFrame:
     """What was run: the scenario, the mechanism with the settings of its family's `[mechanism]`
-    model, the paper it comes from, the advertisers, the rounds or the experiment, the world."""
+    model, the advertisers, the rounds or the experiment, the world. (The question and the
+    paper the mechanism comes from open the report: `preamble`.)"""
     sc = manifest.get("scenario", {})
     mech = sc.get("mechanism", {})
     settings = _fields(mech, [k for k in family.settings.model_fields if k != "kind"])
-    rows = [("scenario", sc.get("name", "?") + (f" — {sc['description']}" if sc.get("description")
-                                                 else "")),
+    rows = [("scenario", sc.get("name", "?")),
             ("mechanism", mech.get("kind", "?") + (f" ({settings})" if settings else ""))]
-    if family.citation:
-        rows.append(("mechanism from", family.citation))
     for g in sc.get("advertisers", []):
         what = f"report {spec_text(g['report'])}, autobidder {spec_text(g.get('strategy'))}" \
             if g.get("report") else f"strategy {spec_text(g.get('strategy'))}"
@@ -111,6 +109,29 @@ def setup_table(manifest: dict, family: Family) -> pd.DataFrame:
     if manifest.get("versions"):
         rows.append(("versions", ", ".join(f"{k} {v}" for k, v in manifest["versions"].items())))
     return pd.DataFrame(rows, columns=["", "value"])
+
+
+def preamble(manifest: dict, family: Family) -> list[str]:
+    """The lines that open a report: the scenario's question (its `description`) and the
+    mechanism with the paper it comes from."""
+    sc = manifest.get("scenario", {})
+    out = [f"Question: {sc['description'].strip()}"] if sc.get("description", "").strip() else []
+    kind = sc.get("mechanism", {}).get("kind", "?")
+    out.append(f"Mechanism: {kind}" + (f", from {family.citation}." if family.citation else "."))
+    return out
+
+
+def fixed_entry(sc: dict) -> str | None:
+    """Words for entry that cannot change (every group's rule `always` or `never`): 'every
+    advertiser always enters', or which groups enter and which never do; None when some group
+    decides."""
+    rules = {g["group"]: (g.get("entry") or {}).get("kind", "always") for g in sc.get("advertisers", [])}
+    if not rules or set(rules.values()) - {"always", "never"}:
+        return None
+    if set(rules.values()) == {"always"}:
+        return "every advertiser always enters"
+    never = ", ".join(g for g, k in rules.items() if k == "never")
+    return f"the advertisers of {never} never enter and every other advertiser always enters"
 
 
 # ---------------------------------------------------------------- market runs
@@ -149,7 +170,7 @@ def _references(spec: MetricSpec, m: dict, ci: dict, R: int, scenario) -> str:
     for name, y in spec.reference(scenario).items():
         where = "" if R < 2 else (", inside the 95% interval" if abs(mean - y) <= half
                                   else ", outside the 95% interval")
-        parts.append(f"{name} {fmt(y)}{where}")
+        parts.append(f"{name} = {fmt(y)}{where}")
     return "; ".join(parts)
 
 
@@ -173,7 +194,7 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
     def refs(n):
         spec = family.metric(n)
         text = _references(spec, m, ci, R, scenario) if spec is not None else ""
-        return [f"Reference values of {label(family, n)}: {text}."] if text else []
+        return [f"Theory for {label(family, n)}: {text}."] if text else []
 
     out = []
     if has("revenue"):
@@ -185,7 +206,10 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
             s += (f", {100 * m['welfare'] / m['optimal_welfare']:.1f}% of the "
                   f"{label(family, 'optimal_welfare')}, {fmt(m['optimal_welfare'])}")
         out += [s + ".", *refs("welfare")]
-    if has("entry_rate"):
+    fixed = fixed_entry(sc)
+    if fixed:
+        out.append(f"Entry: {fixed}.")
+    elif has("entry_rate"):
         per_group = next(s for s in ENGINE_METRICS if s.per_group)
         parts = [f"{g['group']} {fmt(m[c], 2)}" for g in sc.get("advertisers", [])
                  if m.get(c := per_group.column(g["group"])) is not None]
@@ -204,15 +228,15 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
         out.append(f"Regret against the best fixed deviation on the grid is {v('regret')}.")
     if has("utility"):
         out.append(f"An advertiser's utility is {v('utility')} (entry costs included).")
-    skip = set(_SPOKEN) | (set(unraveling_columns(family) or ()) if summary.get("unraveling")
+    skip = set(_SPOKEN) | (set(unraveling_columns(family) or ()) if summary.get("unraveling") or fixed
                            else set())
     for spec in family.metrics:
         if spec.per_group or spec.name in skip or not has(spec.name):
             continue
         text = _references(spec, m, ci, R, scenario)
-        out.append(f"{_capital(spec.label)}: {v(spec.name)}" + (f" (reference values: {text})"
+        out.append(f"{_capital(spec.label)}: {v(spec.name)}" + (f" (theory: {text})"
                                                                if text else "") + ".")
-    if summary.get("unraveling"):
+    if summary.get("unraveling") and not fixed:  # fixed entry cannot unravel
         out.append(unraveling_sentence(summary["unraveling"], summary))
     return out
 
@@ -300,7 +324,8 @@ def variant_sentences(comparison: dict, desc: dict, family: Family) -> list[str]
         lo = {n: s["metrics"][k] - (s.get("ci95", {}).get(k) or 0.0) for n, s in have.items()}
         hi = {n: s["metrics"][k] + (s.get("ci95", {}).get(k) or 0.0) for n, s in have.items()}
         best = max(have, key=lambda n: have[n]["metrics"][k])
-        clear = all(lo[best] > hi[n] for n in have if n != best)  # intervals apart
+        # intervals apart by more than the printed resolution (0.0005), not by rounding noise
+        clear = all(lo[best] - hi[n] >= 0.0005 for n in have if n != best)
         u = _after(unit(family, k)).strip()
         others = "other's" if len(have) == 2 else "others'"
         out.append(f"{_capital(label(family, k))}{f' ({u})' if u else ''} {where}: {parts}"

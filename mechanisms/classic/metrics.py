@@ -24,35 +24,68 @@ from torch import Tensor
 
 from genmarket.market.engine.seam import MetricSpec, Panel
 
-__all__ = ["METRICS", "PANELS", "optimal_welfare", "round_metrics"]
+__all__ = ["METRICS", "PANELS", "bid_theory", "optimal_welfare", "revenue_theory", "round_metrics",
+           "uniform_bidders"]
 
 
-def _uniform_bidders(scenario) -> int | None:
-    """n when the scenario is the textbook case: one slot, no reserve, everyone always in, values
-    U[0, 1] for all; else None (no theory line is drawn)."""
+def uniform_bidders(scenario) -> tuple[int, float] | None:
+    """(n, h) when the scenario is the textbook case of the closed forms: one slot of click rate
+    1, no reserve, every advertiser always in and bidding for itself (no delegation), values iid
+    U[0, h] for all n of them (the same h > 0); else None, and no theory line is drawn."""
     mech = scenario.mechanism
-    if getattr(mech, "reserve", 0) or len(getattr(mech, "ctrs", None) or [1.0]) != 1:
+    if getattr(mech, "reserve", 0) or (getattr(mech, "ctrs", None) or [1.0]) != [1.0]:
         return None
+    highs = set()
     for g in scenario.advertisers:
         d = g.value_dist
-        if g.entry.kind != "always" or g.report is not None or d.dist != "uniform" or d.support != (0.0, 1.0):
+        if g.entry.kind != "always" or g.report is not None or d.dist != "uniform" or d.low != 0:
             return None
-    return scenario.n_advertisers
+        highs.add(d.high)
+    n = scenario.n_advertisers
+    if len(highs) != 1 or n < 2 or not highs.pop() > 0:
+        return None
+    return n, scenario.advertisers[0].value_dist.high
 
 
-def _revenue_theory(scenario) -> dict[str, float]:
-    n = _uniform_bidders(scenario)
-    if n is None or n < 2 or scenario.mechanism.kind not in ("first_price", "second_price"):
+def _truthful_is_dominant(scenario) -> bool:
+    """Bidding one's value is a dominant strategy: VCG (any slots), or second price and GSP with
+    one slot (GSP is second price there), whatever the values, reserve or entry; not when an
+    autobidder bids for the advertiser (the bid is then the autobidder's, not the value's)."""
+    mech = scenario.mechanism
+    one_slot = len(getattr(mech, "ctrs", None) or [1.0]) == 1
+    if any(g.report is not None for g in scenario.advertisers):
+        return False
+    return mech.kind == "vcg" or (one_slot and mech.kind in ("second_price", "gsp"))
+
+
+def revenue_theory(scenario) -> dict[str, float]:
+    """{label: expected revenue per auction} for n iid U[0, h] bidders (see `uniform_bidders`):
+    h(n-1)/(n+1), the expected second-highest value, which first price reaches at its Bayes-Nash
+    equilibrium and second price (GSP, VCG with one slot) under truthful bidding (revenue
+    equivalence; Vickrey, 1961). Empty elsewhere."""
+    case = uniform_bidders(scenario)
+    if case is None:
         return {}
-    return {"theory (n-1)/(n+1)": (n - 1) / (n + 1)}
+    n, h = case
+    y = h * (n - 1) / (n + 1)
+    if scenario.mechanism.kind == "first_price":
+        return {f"Bayes-Nash revenue h(n-1)/(n+1) (n={n}, h={h:g})": y}
+    if scenario.mechanism.kind in ("second_price", "gsp", "vcg"):
+        return {f"truthful-bidding revenue h(n-1)/(n+1) (n={n}, h={h:g})": y}
+    return {}
 
 
-def _bid_theory(scenario) -> dict[str, float]:
-    out = {"truthful": 1.0}
-    n = _uniform_bidders(scenario)
-    if n is not None and n >= 2 and scenario.mechanism.kind == "first_price":
-        out["Bayes-Nash (n-1)/n"] = (n - 1) / n
-    return out
+def bid_theory(scenario) -> dict[str, float]:
+    """{label: bid / value}: 1 where truthful bidding is dominant (`_truthful_is_dominant`);
+    (n-1)/n, the Bayes-Nash bid b(v) = v(n-1)/n, in first price with n iid U[0, h] bidders (see
+    `uniform_bidders`). Empty elsewhere."""
+    if _truthful_is_dominant(scenario):
+        return {"truthful bidding (dominant strategy)": 1.0}
+    case = uniform_bidders(scenario)
+    if case is None or scenario.mechanism.kind != "first_price":
+        return {}
+    n = case[0]
+    return {f"Bayes-Nash bid (n-1)/n (n={n})": (n - 1) / n}
 
 
 PANELS = (
@@ -63,12 +96,13 @@ PANELS = (
 )
 
 METRICS = (
-    MetricSpec("revenue", "revenue", "money", "revenue", _revenue_theory, compared=True),
+    MetricSpec("revenue", "revenue", "money", "revenue", revenue_theory, compared=True),
     MetricSpec("welfare", "welfare", "money", "revenue", compared=True),
     MetricSpec("optimal_welfare", "optimal welfare", "money", "revenue"),
     MetricSpec("entry_rate", "entry rate", "share", "entry", compared=True),
-    MetricSpec("mean_bid_ratio", "bid / value", "ratio", "bid_ratio", _bid_theory, compared=True),
-    MetricSpec("misreport_gain", "misreport gain, policies held fixed", "money", "incentives", compared=True),
+    MetricSpec("mean_bid_ratio", "bid / value", "ratio", "bid_ratio", bid_theory, compared=True),
+    MetricSpec("misreport_gain", "misreport gain, policies held fixed", "money", "incentives",
+               compared=True),
     MetricSpec("regret", "regret", "money", "incentives", compared=True),
     MetricSpec("utility", "utility", "money", None, compared=True),
 )

@@ -1,6 +1,7 @@
 """Figures of the one-shot experiment, as in the paper (seed 001, Figures 1-4): quality and
 reward gain against the number of candidates, payments and utility gain, and how well the
-offset aligns utility with contribution. Bands are 95% confidence intervals over auctions."""
+offset aligns utility with contribution. Bands are 95% t-intervals of the mean over auctions;
+each generator has one colour and place in every figure (`COLOURS`)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from genmarket.market.reports.figures import interval95, palette  # noqa: E402
 from genmarket.mechanisms.mosaic.labels import GENERATORS as LABELS  # noqa: E402
+
+# generator label -> colour, the same in every one-shot figure and report
+COLOURS = palette(LABELS.values())
+
+
+def colours_for(labels) -> dict:
+    """COLOURS for `labels`, with a colour of their own for generators it does not know."""
+    extra = [g for g in dict.fromkeys(labels) if g not in COLOURS]
+    return {**{g: c for g, c in COLOURS.items() if g in set(labels)},
+            **dict(zip(extra, sns.color_palette("Set2", len(extra)), strict=True))}
 
 
 def draw_against_m(ax, df: pd.DataFrame, y: str, title: str, ylabel: str) -> None:
     """Draw column `y` of the auctions table against M, one line per generator, on `ax`."""
     data = df.assign(generator=df["generator"].map(lambda g: LABELS.get(g, g)))
-    sns.lineplot(data=data, x="M", y=y, hue="generator", marker="o", errorbar=("se", 1.96),
-                 ax=ax)
+    colours = colours_for(data["generator"])
+    sns.lineplot(data=data, x="M", y=y, hue="generator", hue_order=list(colours),
+                 palette=colours, marker="o", errorbar=interval95, ax=ax)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("number of candidates M")
     ax.set_ylabel(ylabel)
@@ -60,22 +73,22 @@ def write_one_shot_figures(auctions: pd.DataFrame, advertisers: pd.DataFrame,
     out = []
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    draw_against_m(axes[0], auctions, "logp_opt", "log-probability of the returned reply under pi_r",
-               "log pi_r(y*) (nats)")
-    for label, col, style in (("replies from pi_ref", "logp_reference", ":"),
-                              ("proxy for sampling pi_r", "logp_proxy", "--")):
+    draw_against_m(axes[0], auctions, "logp_opt", "log-probability of the returned reply under π_r",
+                   "log π_r(y*) (nats)")
+    for label, col, style in (("replies from π_ref", "logp_reference", ":"),
+                              ("proxy for sampling π_r", "logp_proxy", "--")):
         y = auctions[col].mean()
-        axes[0].axhline(y, ls=style, color="grey", lw=1)
-        axes[0].annotate(label, (auctions["M"].min(), y), fontsize=8, color="grey", va="bottom")
+        axes[0].axhline(y, ls=style, color="0.3", lw=1, label=f"{label}: {y:.3g}")
+    axes[0].legend(fontsize=8, title=None)
     draw_against_m(axes[1], auctions, "reward_gain", "total reward gain from participating (eq. 19)",
-               "reward units per auction")
+                   "reward units per auction")
     out.append(_save(fig, folder / "fig1_quality_reward.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     draw_against_m(axes[0], auctions, "revenue", "total payments (with offset)",
-               "reward units per auction")
+                   "reward units per auction")
     draw_against_m(axes[1], auctions, "utility_gain", "total utility gain from participating",
-               "reward units per auction")
+                   "reward units per auction")
     out.append(_save(fig, folder / "fig2_payments_utility.png"))
 
     rows = []
@@ -85,8 +98,9 @@ def write_one_shot_figures(auctions: pd.DataFrame, advertisers: pd.DataFrame,
                          "correlation": a["reward_gain"].corr(a[col])})
     corr = pd.DataFrame(rows)
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=110)
-    sns.lineplot(data=corr, x="M", y="correlation", hue="generator", style="payment rule",
-                 marker="o", ax=ax)
+    colours = colours_for(corr["generator"])
+    sns.lineplot(data=corr, x="M", y="correlation", hue="generator", hue_order=list(colours),
+                 palette=colours, style="payment rule", marker="o", ax=ax)
     ax.set_title("Pearson correlation of reward gain and utility gain", fontsize=10)
     ax.set_xlabel("number of candidates M")
     ax.legend(fontsize=8)

@@ -15,7 +15,7 @@ from genmarket.market.reports.specs import family_for
 from genmarket.market.reports.text import fmt, pm, setup_table
 from genmarket.market.running.summary import interval_words
 from genmarket.mechanisms.mosaic.labels import GENERATORS, LABELS, UNITS
-from genmarket.mechanisms.mosaic.oneshot_figures import draw_against_m
+from genmarket.mechanisms.mosaic.oneshot_figures import colours_for, draw_against_m
 
 __all__ = ["against_m", "cells_against_m", "cells_table", "one_shot_report", "one_shot_sentences",
            "one_shot_table"]
@@ -126,20 +126,22 @@ def against_m(auctions: pd.DataFrame, y: str, ylabel: str, title: str,
     with dotted reference lines (label -> value)."""
     fig, ax = F.plt.subplots(figsize=(6.5, 3.8), dpi=100)
     draw_against_m(ax, auctions, y, title, ylabel)
-    for label, value in (reference or {}).items():
-        ax.axhline(value, ls=":", color="grey", lw=1)
-        ax.annotate(label, (auctions["M"].min(), value), fontsize=8, color="grey", va="bottom")
+    if reference:
+        F.references(ax, reference)
+        ax.legend(fontsize=8, title=None)
     return F.done(fig)
 
 
 def cells_against_m(cells: pd.DataFrame, columns: dict[str, str], ylabel: str,
                     title: str) -> Figure:
     """Per-cell numbers (one per generator and M) against M; `columns` maps column -> style."""
-    long = cells.melt(id_vars=["generator", "M"], value_vars=list(columns), var_name="rule",
+    long = cells.melt(id_vars=["generator", "M"], value_vars=list(columns), var_name="payment rule",
                       value_name="y")
-    long["rule"] = long["rule"].map(columns)
+    long["payment rule"] = long["payment rule"].map(columns)
     fig, ax = F.plt.subplots(figsize=(6.5, 3.8), dpi=100)
-    F.sns.lineplot(data=long, x="M", y="y", hue="generator", style="rule", marker="o", ax=ax)
+    colours = colours_for(long["generator"])
+    F.sns.lineplot(data=long, x="M", y="y", hue="generator", hue_order=list(colours),
+                   palette=colours, style="payment rule", marker="o", ax=ax)
     ax.set(xlabel="number of candidates M", ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     return F.done(fig)
@@ -154,8 +156,11 @@ def one_shot_report(doc: Doc, folder: Path, level: int) -> None:
     doc.heading("Findings", level)
     doc.findings(one_shot_sentences(summary))
     doc.heading("Against the number of candidates", level)
-    doc.text("Points are means over a cell's auctions; bands are 95% t-intervals of those means "
-             "(mean ± t(0.975, n − 1) standard errors, n the cell's auctions).")
+    per = auctions.groupby(["generator", "M"]).size()
+    n = f"{per.min()}" if per.min() == per.max() else f"{per.min()}-{per.max()}"
+    doc.text(f"Points are means over the {n} auctions of each cell (generator × M); bands are "
+             f"95% t-intervals across those auctions. Grey lines: the log-probability of "
+             "replies sampled from π_ref and of the proxy for sampling π_r, for comparison.")
     lab, money = GENERATORS, "reward units per auction"
     refs = {"replies sampled from π_ref": summary.get("logp_reference"),
             "proxy for sampling π_r": summary.get("logp_proxy")}
