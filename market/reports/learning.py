@@ -8,6 +8,7 @@ market/running/diagnose.py) and, for games, those of every profile's run folder.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -18,10 +19,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from genmarket.market.engine.seam import Family  # noqa: E402
+from genmarket.market.reports import text as T  # noqa: E402
+from genmarket.market.reports.document import Doc  # noqa: E402
 from genmarket.market.running.summary import half_width95  # noqa: E402
 
-__all__ = ["bid_function_figure", "bid_function_table", "convergence_caveat",
-           "convergence_sentence", "game_convergence_sentence", "misreport_scope_sentence"]
+__all__ = ["bid_function_figure", "bid_function_section", "bid_function_table", "convergence_caveat",
+           "convergence_sentence", "game_convergence_sentence", "learning_findings",
+           "misreport_scope_sentence"]
 
 
 def _pct(x: float | None) -> str:
@@ -33,9 +37,12 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 
 def _policy_name(key: str, entry: dict[str, Any], family: Family) -> str:
+    """"kitchen's reporting policy", "bidders' bidding policy", "strong's entry rule"."""
     role = entry.get("role", key.split(".")[-1])
-    what = "autobidder" if role == "bidder" and family.acts == "bid" else role
-    return f"{entry.get('group', key.split('.')[0])}' {what}"
+    group = entry.get("group", key.split(".")[0])
+    what = {"entry": "entry rule", "reporter": "reporting policy"}.get(
+        role, "reporting policy" if family.acts == "report" else "bidding policy")
+    return f"{group}'s {what}"
 
 
 def convergence_sentence(summary: dict, family: Family) -> str | None:
@@ -158,3 +165,41 @@ def game_convergence_sentence(conv: dict | None) -> str | None:
             f"{_pct(worst.get('regret_share'))} of the spread between the best and worst fixed "
             "action): the payoffs of those profiles, and the equilibria built on them, describe "
             "learners still moving.")
+
+
+def learning_findings(sentences: list[str], summary: dict, sc: dict, family: Family) -> list[str]:
+    """The run's findings with the convergence verdict first, each finding marked (with the
+    numbers) when the learners have not converged, and what the misreport gain holds fixed."""
+    caveat = convergence_caveat(summary)
+    out = [s.rstrip(".") + "." + caveat if caveat else s for s in sentences]
+    first = convergence_sentence(summary, family)
+    scope = misreport_scope_sentence(sc, family) if "misreport_gain" in summary["metrics"] else None
+    return ([first] if first else []) + out + ([scope] if scope else [])
+
+
+def bid_function_section(doc: Doc, folder: Path, summary: dict, family: Family, scenario, level: int,
+                  variant: str | None) -> None:
+    """The bid (or report) function per value bucket: a table and a figure, with the theory
+    values of the family's `mean_<acts>_ratio` specification where its conditions hold."""
+    if not summary.get("bid_function") or not (folder / "bid_function.parquet").exists():
+        return
+    spec = family.metric(f"mean_{family.acts}_ratio")
+    reference = spec.reference(scenario) if spec is not None and spec.reference and scenario else {}
+    doc.heading(f"{family.acts.capitalize()} function per value bucket", level)
+    weighted = "; ".join(f"{k} {T.fmt(v.get('won_weighted'))}" for k, v in
+                         summary["bid_function"].items())
+    doc.text(f"Each learning policy's expected {family.acts} multiplier in each value bucket, under "
+             "its mean policy over the summary window (± 95% t-interval across replicas), and "
+             f"what it won per auction there. Weighted by what the buckets win: {weighted}. The "
+             f"metric mean_{family.acts}_ratio instead weighs every auction's ratio the same, so "
+             "rarely winning low values pull it away from the bids that decide the auction.")
+    doc.table(bid_function_table(summary, family, reference))
+    fig = bid_function_figure(pd.read_parquet(folder / "bid_function.parquet"), family,
+                                reference)
+    if fig is not None:
+        if variant:
+            fig.axes[0].set_title(f"{fig.axes[0].get_title()}: {variant}")
+        doc.figure(fig, "bid_function", f"{family.acts.capitalize()} / value per value bucket "
+                   "(points: the buckets' middles; band: 95% t-interval across replicas; dashed: "
+                   "theory where its conditions hold).")
+

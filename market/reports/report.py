@@ -21,6 +21,7 @@ from genmarket.market.engine.seam import EXPERIMENTS, Family, families
 from genmarket.market.games.compare import profile_slug
 from genmarket.market.reports import figures as F
 from genmarket.market.reports import game_text as G
+from genmarket.market.reports import learning as L
 from genmarket.market.reports import text as T
 from genmarket.market.reports.document import FIGURES, Doc, read_json
 from genmarket.market.reports.run_figures import (
@@ -120,7 +121,8 @@ def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None
     doc.heading("What was run", level)
     doc.table(T.setup_table(manifest, family))
     doc.heading("Findings", level)
-    doc.findings(T.run_sentences(summary, sc, family, scenario))
+    doc.findings(L.learning_findings(T.run_sentences(summary, sc, family, scenario), summary, sc,
+                                    family))
     doc.heading("Over time", level)
     R = metrics["replica"].nunique()
     steps = sorted(metrics["step"].unique())
@@ -145,6 +147,7 @@ def _run(doc: Doc, folder: Path, level: int, metrics: pd.DataFrame | None = None
                    "round, with the unraveling threshold (dashed)"
                    + (f" and the round it unravels, {unr['step']} (dotted)."
                       if unr.get("step") is not None else "."))
+    L.bid_function_section(doc, folder, summary, family, scenario, level, variant)
     doc.heading("Summary table", level)
     doc.table(T.summary_table(summary, family))
     doc.table(T.groups_table(summary))
@@ -258,7 +261,8 @@ def _game(doc: Doc, folder: Path, level: int, variant: str | None = None) -> Non
     doc.table(T.setup_table(manifest, family))
     doc.table(G.roles_table(manifest))
     doc.heading("Findings", level)
-    doc.findings(G.game_sentences(analysis, manifest, outcomes, family))
+    conv = L.game_convergence_sentence(analysis.get("convergence"))
+    doc.findings(([conv] if conv else []) + G.game_sentences(analysis, manifest, outcomes, family))
     doc.heading("Equilibria", level)
     doc.table(G.equilibria_table(analysis))
     doc.heading("Payoffs", level)
