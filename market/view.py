@@ -41,7 +41,7 @@ APP = "genmarket.market.view_app"
 INSTALL = "pip install 'genmarket[view]' (or pip install solara)"
 
 
-class ViewError(RuntimeError):
+class ViewError(ValueError):
     """Something the user can fix before the page starts; its message is one line to print."""
 
 

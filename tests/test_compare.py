@@ -171,7 +171,8 @@ def test_deviation_preserving_reduction_simulates_fewer_profiles(tmp_path):
 
 
 def test_a_crashing_profile_is_reported_not_fatal_to_the_others(tmp_path):
-    from genmarket.market.games.compare import _submit_local
+    from genmarket.market.games.compare import run_profile
+    from genmarket.market.games.submit import submit_local
 
     scenario = validate_scenario(copy.deepcopy(GAME))
     roles = make_roles(scenario, [(None, STRATEGIES)])
@@ -180,6 +181,6 @@ def test_a_crashing_profile_is_reported_not_fatal_to_the_others(tmp_path):
     bad = copy.deepcopy(good)
     bad["steps"] = -1  # fails inside the worker
     jobs = [(good, str(tmp_path / "a"), "good", roles), (bad, str(tmp_path / "b"), "bad", roles)]
-    results = {job[2]: (res, exc) for job, res, exc in _submit_local(jobs, 2)}
+    results = {job[2]: (res, exc) for job, res, exc in submit_local(run_profile, jobs, 2)}
     assert results["good"][1] is None and len(results["good"][0][0]) == 1  # 1 strategy x 1 seed
     assert results["bad"][0] is None and "steps" in str(results["bad"][1])

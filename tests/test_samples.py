@@ -55,7 +55,8 @@ def lines(folder):
 def test_mosaic_samples_have_the_fields_and_a_line_per_sample(tmp_path):
     res = run(MOSAIC, tmp_path)
     recs = read_samples(res.folder / "samples.jsonl")
-    assert [r["step"] for r in recs] == [s for s in range(5, 31, 5) for _ in range(3)]
+    # collected at round 1 and every 5 rounds
+    assert [r["step"] for r in recs] == [s for s in (1, *range(5, 31, 5)) for _ in range(3)]
     assert {r["replica"] for r in recs} == {0}
     assert [r["auction"] for r in recs[:3]] == [0, 1, 2]
     names = {"kitchen-1", "kitchen-2", "airline"}
@@ -94,7 +95,7 @@ def test_mosaic_replies_are_the_returned_tokens_decoded_and_re_encode(monkeypatc
     for _ in range(10):
         model.step()
     recs = model.take_samples()
-    assert len(recs) == 6 and model.take_samples() == []
+    assert len(recs) == 9 and model.take_samples() == []  # rounds 1, 5 and 10
     backend = model.adapter.backend
     slots = torch.arange(model.n)
     words = {backend.decode(torch.tensor([v]), slots): v for v in range(backend.vocab_size(model.n))}
@@ -179,9 +180,10 @@ def test_attached_files_are_written_listed_and_dropped_on_resume(scenario_dict, 
     scenario_dict["metrics"]["samples"] = 1
     whole = run(scenario_dict, tmp_path, "whole")
     recs = read_samples(whole.folder / "samples.jsonl")
-    assert [r["files"] for r in recs[:1]] == [["samples/0000000005-0-0-bid.txt"]]
+    assert [r["files"] for r in recs[:2]] == [["samples/0000000001-0-0-bid.txt"],
+                                              ["samples/0000000005-0-0-bid.txt"]]
     assert "attachments" not in recs[0]
-    assert (whole.folder / recs[0]["files"][0]).read_text() == "4:0"  # round 4 is step 5
+    assert (whole.folder / recs[1]["files"][0]).read_text() == "4:0"  # round 4 is step 5
     with pytest.raises(Interrupted):
         run(scenario_dict, tmp_path, "cut", stop_after=15)
     cut = tmp_path / "cut"
@@ -238,10 +240,10 @@ def test_run_report_shows_samples_spread_over_the_run(tmp_path):
     res = run(MOSAIC, tmp_path)
     recs = read_samples(res.folder / "samples.jsonl")
     shown = chosen(recs)
-    assert [r["step"] for r in shown] == [5, 15, 30]  # first, middle and last of 18 records
+    assert [r["step"] for r in shown] == [1, 15, 30]  # first, middle and last of 21 records
     _, md = write_report(res.folder)
     text = md.read_text()
-    assert "## Samples" in text and "3 of the 18 sample auctions" in text
+    assert "## Samples" in text and "3 of the 21 sample auctions" in text
     for r in shown:
         assert f"step {r['step']}, replica 0, auction {r['auction']}" in text
         assert f"reply: “{r['reply']}”" in text

@@ -30,7 +30,6 @@ import json
 import re
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ from genmarket.market.games.nash import MERGE_TOL, REGRET_TOL, SEGMENT_CHECKS, e
 from genmarket.market.games.reduction import dpr_game, dpr_profiles
 from genmarket.market.games.regret import PURE_REGRET_NOTE, pure_regrets, regret
 from genmarket.market.games.roles import Role, role_spec
+from genmarket.market.games.submit import submit_local, submit_ray
 from genmarket.market.running.diagnose import game_convergence
 from genmarket.market.running.folder import (
     RunFolderError,
@@ -138,64 +138,6 @@ def run_profile(scenario: dict[str, Any], folder: str, profile: str,
     outcomes = metrics.groupby("replica")[cols].mean().reset_index().rename(columns={"replica": "seed"})
     outcomes.insert(0, "profile", profile)
     return payoffs, outcomes
-
-
-def _ignore_sigint() -> None:
-    """A worker's initializer: Ctrl-C is the parent's to handle (no traceback per worker)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _submit_local(jobs, workers: int):
-    if workers == 1:  # in this process: no spawn cost, and families registered in code are seen
-        for job in jobs:
-            try:
-                yield job, run_profile(*job), None
-            except Exception as exc:  # a crashed profile is reported, the others go on
-                yield job, None, exc
-        return
-    import multiprocessing as mp
-
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=_ignore_sigint)
-    futures = {pool.submit(run_profile, *job): job for job in jobs}
-    try:
-        for fut in as_completed(futures):
-            job = futures[fut]
-            try:
-                yield job, fut.result(), None
-            except Exception as exc:  # a crashed profile is reported, the others go on
-                yield job, None, exc
-    except KeyboardInterrupt:  # Ctrl-C reaches this process only: stop the workers now
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
-        raise
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def _submit_ray(jobs, workers: int):
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError("--backend ray needs ray: pip install 'genmarket[ray]'") from None
-    if not ray.is_initialized():
-        try:
-            ray.init(address="auto", ignore_reinit_error=True, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError):
-            ray.init(num_cpus=workers, ignore_reinit_error=True, log_to_driver=False,
-                     include_dashboard=False)
-    task = ray.remote(num_cpus=1, max_retries=1)(run_profile)
-    refs = {task.remote(*job): job for job in jobs}
-    pending = list(refs)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        job = refs[done[0]]
-        try:
-            yield job, ray.get(done[0]), None
-        except Exception as exc:
-            yield job, None, exc
 
 
 def _differences(old: Any, new: Any, path: str = "") -> list[str]:
@@ -311,9 +253,9 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
         total = len(plan["jobs"])
         task = bars.add("profiles simulated", total, "profiles", completed=total - len(jobs))
         for _ in range(retries + 1):  # a failed profile is started afresh `retries` times
-            submit = _submit_ray if backend == "ray" else _submit_local
+            submit = submit_ray if backend == "ray" else submit_local
             again = []
-            for job, result, exc in submit(jobs, max(1, workers)):
+            for job, result, exc in submit(run_profile, jobs, max(1, workers)):
                 pid = job[2]
                 if exc is not None:
                     failed[pid] = f"{type(exc).__name__}: {exc}"
