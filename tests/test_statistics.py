@@ -204,6 +204,20 @@ def test_battle_of_the_sexes_has_exactly_three_isolated_equilibria():
     assert len(eqs) == 3 and all(e.kind == "point" for e in eqs)
 
 
+def test_two_strict_equilibria_close_in_payoff_are_not_one_continuum():
+    """A symmetric coordination game whose pure equilibria are strict by only 0.002 (as the
+    first-price reporting game's all-truthful and all-under-reporting are): every mixture
+    between them has regret below REGRET_TOL, yet they are two strict equilibria with a mixed
+    one at 1/2 between them, not a continuum."""
+    game = egta.Game.from_matrix([[0.002, 0.0], [0.0, 0.002]], ["truthful", "under"])
+    mid = np.array([[0.75, 0.25]])
+    assert 0 < egta.regret(game, mid)[0] < REGRET_TOL  # the old joining rule's blind spot
+    eqs = egta.equilibria(game)
+    assert [e.kind for e in eqs] == ["point"] * 3
+    found = sorted(tuple(np.round(e.mixture, 6)) for e in eqs)
+    assert found == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(2, 4), st.integers(0, 2**31 - 1), st.booleans())
 def test_random_games_report_no_two_equilibria_within_the_tolerance(k, seed, bimatrix):

@@ -48,7 +48,13 @@ from genmarket.market.games.game import (
     to_openspiel_hpt,
 )
 from genmarket.market.games.graph import alpha_rank, deviation_graph
-from genmarket.market.games.nash import MERGE_TOL, REGRET_TOL, SEGMENT_CHECKS, equilibria
+from genmarket.market.games.nash import (
+    MERGE_TOL,
+    REGRET_TOL,
+    SEGMENT_CHECKS,
+    SEGMENT_NOISE,
+    equilibria,
+)
 from genmarket.market.games.reduction import dpr_game, dpr_profiles
 from genmarket.market.games.regret import PURE_REGRET_NOTE, pure_regrets, regret
 from genmarket.market.games.roles import Role, role_spec
@@ -342,7 +348,8 @@ def analyse(game, outcomes: pd.DataFrame) -> dict[str, Any]:
             "regret_tolerance": REGRET_TOL, "merge_tolerance": MERGE_TOL,
             "merge_distance": "L1 over all roles' strategy probabilities",
             "continuum": f"equilibria joined when {SEGMENT_CHECKS} evenly spaced points of the "
-                         "segment between them all have regret <= regret_tolerance; each "
+                         "segment between them all have no more regret than the worse of its "
+                         f"two ends (up to {SEGMENT_NOISE:g} of the payoff scale); each "
                          "connected group is one entry of kind 'continuum'"},
         "bootstrap": {"level": 0.95, "method": "percentile", "resamples": resamples,
                       "paired": paired, "seeds": seeds[0] if seeds else 0,

@@ -19,6 +19,7 @@ _SUPPORT = 1e-3  # probabilities below this are not counted in an equilibrium's 
 REGRET_TOL = 1e-3  # payoff units: a mixture with regret at most this is an equilibrium
 MERGE_TOL = 1e-2  # L1 distance (over all roles' probabilities) within which two are the same
 SEGMENT_CHECKS = 9  # evenly spaced inner points of a segment that must all be equilibria
+SEGMENT_NOISE = 1e-9  # share of the payoff scale a segment's inner regret may exceed its ends'
 
 
 @dataclass
@@ -170,19 +171,27 @@ def _polish(game: Game, X: np.ndarray) -> np.ndarray:
     return out
 
 
-def _segments_hold(game: Game, X: np.ndarray, tol: float, checks: int = SEGMENT_CHECKS
+def _segments_hold(game: Game, X: np.ndarray, ends: np.ndarray, checks: int = SEGMENT_CHECKS
                    ) -> np.ndarray:
-    """[K, K] bool: the segment between X[i] and X[j] is made of equilibria, as far as
-    `checks` evenly spaced inner points (all with regret <= tol) can tell."""
+    """[K, K] bool: the segment between X[i] and X[j] is made of equilibria as good as its ends,
+    as far as `checks` evenly spaced inner points can tell: each has regret at most the larger
+    of the ends' regrets `ends` [K], up to float noise (SEGMENT_NOISE of the payoff scale). Two
+    strict equilibria with a mixed one between them (their interior has a small positive
+    regret, below REGRET_TOL but above their ends') are not one continuum; two strategies that
+    pay exactly the same are."""
     K = len(X)
     i, j = np.triu_indices(K, 1)
     ok = np.zeros((K, K), bool)
     t = np.linspace(0, 1, checks + 2)[1:-1, None, None]  # [C, 1, 1]
+    pays = game.payoffs
+    scale = float(np.nanmax(np.abs(pays))) if np.isfinite(pays).any() else 1.0
+    noise = SEGMENT_NOISE * (1.0 + scale)
     chunk = max(1, 200_000 // (checks * max(game.num_strategies, 1)))
     for a in range(0, len(i), chunk):
         ii, jj = i[a:a + chunk], j[a:a + chunk]
         mid = (1 - t) * X[ii] + t * X[jj]  # [C, pairs, S]
-        ok[ii, jj] = (_regret(game, mid, _devpay(game, mid)) <= tol).all(0)
+        bound = np.maximum(ends[ii], ends[jj]) + noise  # [pairs]
+        ok[ii, jj] = (_regret(game, mid, _devpay(game, mid)) <= bound).all(0)
     return ok | ok.T
 
 
@@ -195,8 +204,8 @@ def equilibria(game: Game, starts: int = 50, seed: int = 0, tol: float = REGRET_
     support; and support enumeration where the game has 2 players in all. Those with regret
     <= tol, taken best first, are merged into an earlier one within `merge_tol` L1 distance
     (summed over roles): the same equilibrium. Then two of what is left belong together when
-    the segment between them is made of equilibria (SEGMENT_CHECKS inner points, each with
-    regret <= tol): each connected group of two or more is one continuum (a degenerate game,
+    the segment between them is made of equilibria as good as its ends (SEGMENT_CHECKS inner
+    points, none with more regret than the worse end, up to float noise): each connected group of two or more is one continuum (a degenerate game,
     e.g. two strategies that pay the same, has whole segments of equilibria, which the
     searches hit at many points), the others are isolated equilibria. Pure profiles that are
     not a mixture (players of one role on different strategies) are covered by
@@ -222,7 +231,7 @@ def equilibria(game: Game, starts: int = 50, seed: int = 0, tol: float = REGRET_
     if not kept:
         return []
     Xk, rk = X[kept], reg[kept]
-    _, comp = connected_components(_segments_hold(game, Xk, tol), directed=False)
+    _, comp = connected_components(_segments_hold(game, Xk, rk), directed=False)
     labels = [st for ss in game.strategies for st in ss]
     out = []
     for c in dict.fromkeys(comp):  # components in the order of their best point
