@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="deviation-preserving reduction to N players of ROLE")
     cmp.add_argument("--out", type=Path, metavar="DIR",
                      help="game folder (default games/<name>-<YYYYmmdd-HHMMSS>)")
-    cmp.add_argument("--quiet", action="store_true", help="no line per finished profile")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bar and no line per finished profile")
 
     rep = sub.add_parser("report", help="report.html + report.md for a run, variants, one-shot "
                                         "or game folder")

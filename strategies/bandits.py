@@ -26,8 +26,8 @@ _LOG_FLOOR = -75.0
 
 
 class _ExponentialWeights(Strategy):
-    """Log-weights ``logw`` [R, A, C, K], kept normalised (logsumexp 0 per row) so that a long
-    run of large gains stays finite; policy = softmax(logw), cached once per round."""
+    """Log-weights ``logw`` [R, A, C, K], kept shifted (largest 0 per row) so that a long run of
+    large gains stays finite; policy = softmax(logw), cached once per round."""
 
     state_names = ("logw",)
 
@@ -52,13 +52,16 @@ class _ExponentialWeights(Strategy):
 
     def _refresh(self) -> None:
         logw = self.logw
+        # shift each row so its largest log-weight is 0: finite after any run of gains, and
+        # idempotent (x - 0 is x exactly), so a checkpoint reloaded here gives back the very
+        # policy the run had (subtracting the log of the total as well was not: float32
+        # rounding moved a reloaded policy by ~3e-8)
         logw.sub_(logw.amax(-1, keepdim=True))
         # exp of inputs far below float's normal range takes a slow path on x86 (~100x), and a
         # converged learner has many such actions: floor the exponent, not the stored logw, so
         # such actions keep mass ~1e-33 instead of 0 while the weights stay exact
         weights = logw.clamp_min(_LOG_FLOOR).exp_()
         total = weights.sum(-1, keepdim=True)
-        logw.sub_(total.log())
         self._p = self._mix(weights.div_(total))
         self._cdf = self._p.cumsum(-1)
 

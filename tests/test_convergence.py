@@ -195,3 +195,22 @@ def test_a_game_says_which_profiles_have_learners_that_did_not_converge(tmp_path
     assert {b["profile"] for b in conv["not_converged"]} == {"bidders-t-1-learn-1",
                                                              "bidders-learn-2"}
     assert all(b["regret_share"] > 0.05 for b in conv["not_converged"])
+
+
+def test_bandit_entry_regret_is_not_observable_and_says_why(scenario_dict, tmp_path):
+    """Under bandit feedback an entry rule sees its gain only on rounds it entered, so regret
+    against always/never entering cannot be known: reported as None with the reason, and the
+    verdict rests on the movement alone."""
+    d = scenario_dict
+    d.update(steps=60)
+    d["feedback"] = {"kind": "bandit"}
+    d["advertisers"][0]["strategy"] = {"kind": "exp3", "multipliers": {"low": 0.0, "high": 1.5,
+                                                                       "n": 16}}
+    d["advertisers"][0]["entry"] = {"kind": "learned", "learner": {"kind": "exp3", "eta": 0.5}}
+    d["advertisers"][0]["entry_cost"] = 0.05
+    conv = _run(d, tmp_path).summary["convergence"]
+    entry = conv["policies"]["bidders.entry"]
+    assert entry["regret"] is None and entry["regret_share"] is None
+    assert "bandit" in entry["regret_note"]
+    assert entry["converged"] == (entry["tv"] <= 0.05)
+    assert conv["policies"]["bidders.bidder"]["regret_share"] is not None  # the grid is computed

@@ -65,3 +65,13 @@ def test_delegating_runs_say_what_the_misreport_gain_holds_fixed(first_price, tm
     assert "holds every policy fixed" in text and "genmarket compare" in text
     summary = json.loads((res.folder / "summary.json").read_text())
     assert "bidders.bidder" in summary["convergence"]["policies"]
+
+
+def test_a_one_replica_run_reports_without_intervals(first_price, tmp_path):
+    """One replica: no interval anywhere (no '± 0.000'), and the bid-function figure draws."""
+    first_price.update(replicas=1)
+    res = _run(first_price, tmp_path / "one")
+    text = write_report(res.folder)[1].read_text()
+    findings = text[text.index("## Findings"):text.index("## Over time")]
+    assert "± 0.000" not in findings and "(1 replica: no interval)" in findings
+    assert "## Bid function per value bucket" in text

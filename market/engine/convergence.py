@@ -61,8 +61,9 @@ class _Track:
         self.own = torch.zeros(shape, dtype=torch.float64, device=dev)
         self.count = torch.zeros(shape, dtype=torch.float64, device=dev)
         self.won = torch.zeros(shape, dtype=torch.float64, device=dev)
+        self.grid_seen = torch.zeros((), dtype=torch.float64, device=dev)  # window rounds with a grid
 
-    names = ("start", "policy_sum", "grid", "own", "count", "won")
+    names = ("start", "policy_sum", "grid", "own", "count", "won", "grid_seen")
 
 
 class _EntryTrack:
@@ -87,8 +88,9 @@ class Diagnostics:
     function returning the engine's ledger tensors to snapshot.
     """
 
-    def __init__(self, groups, steps: int, ledger_state):
+    def __init__(self, groups, steps: int, ledger_state, full: bool = True):
         self.first = window_start(steps) + 1  # the first round of the window, 1-based
+        self.full = full  # full feedback: an entry rule's gain is seen every round
         self.rounds = 0  # window rounds seen so far
         self._ledger_state = ledger_state
         self.ledger_start: dict[str, Tensor] | None = None
@@ -132,6 +134,7 @@ class Diagnostics:
         tr.won += bucket_sum(won.double(), ctx, active, C)[0]
         if grid is not None:
             tr.grid += grid_sums(grid, ctx, active, C)[0].double()
+            tr.grid_seen += 1
 
     def observe_entry(self, group, entered: Tensor, gain: Tensor, observed: Tensor) -> None:
         """Add one window round of a group's entry rule: entered, observed [R, A] bool; gain
@@ -167,7 +170,10 @@ class Diagnostics:
         a share of the spread between the best and worst fixed action (0 to 1); `observations` the
         window auctions it rests on (rounds, for an entry rule: role "entry", whose two actions
         are staying out and entering, and whose `tv` and `shift` are the change in the
-        probability of entering). Each value is an [R, A] tensor."""
+        probability of entering). Each value is an [R, A] tensor; `regret` and `regret_share`
+        are NaN where they cannot be known: an entry rule under bandit feedback (its gain is
+        seen only on the rounds it entered), or a policy whose family gave no grid feedback on
+        some window round."""
         out = []
         for tr in self.tracks:
             end = tr.policy.strategy.policy(t).double()
@@ -181,6 +187,9 @@ class Diagnostics:
             regret = (best - tr.own).sum(-1) / n
             spread = (best - worst).sum(-1) / n
             share = torch.where(spread > 0, regret / spread.clamp_min(1e-300), torch.zeros_like(regret))
+            if int(tr.grid_seen) < self.rounds:  # a family that gave no grid on some window round
+                regret = torch.full_like(regret, float("nan"))
+                share = torch.full_like(share, float("nan"))
             out.append({"group": tr.group.name, "role": tr.role, "tv": (tv * w).sum(-1),
                         "shift": (shift * w).sum(-1), "regret": regret, "regret_share": share,
                         "observations": tr.count.sum(-1)})
@@ -192,6 +201,9 @@ class Diagnostics:
             spread = et.gain.abs() / n
             share = torch.where(spread > 0, regret / spread.clamp_min(1e-300),
                                 torch.zeros_like(regret))
+            if not self.full:  # the gain is seen only on rounds entered: no regret to speak of
+                regret = torch.full_like(regret, float("nan"))
+                share = torch.full_like(share, float("nan"))
             out.append({"group": et.group.name, "role": "entry", "tv": moved, "shift": moved,
                         "regret": regret, "regret_share": share, "observations": et.rounds})
         return out

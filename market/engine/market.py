@@ -104,7 +104,7 @@ class Market(mesa.Model):
         self._entered_rounds = torch.zeros((self.R, self.n), dtype=torch.int64, device=self.device)
         self._sums = torch.zeros((3, self.R, self.n), dtype=torch.float64, device=self.device)
         self.diagnostics = Diagnostics(self.groups, scenario.steps or 0,
-                                       lambda: self._ledger(self.steps - 1))
+                                       lambda: self._ledger(self.steps - 1), self.full)
         self._tracks = {(tr.group.index, tr.role): tr for tr in self.diagnostics.tracks}
         names = [g.name for g in self.groups]
         # the family's columns in its order, then the engine's; per-group specs once per group

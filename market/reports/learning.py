@@ -60,10 +60,15 @@ def convergence_sentence(summary: dict, family: Family) -> str | None:
     if not pols:
         return None
     thr = conv["thresholds"]
+    def regret(e):
+        if e.get("regret_share") is None:
+            return f"its regret is {e.get('regret_note', 'not observable')}"
+        return (f"has empirical regret {_num(e['regret'], 4)} per auction against the best fixed "
+                f"grid action per value bucket ({_pct(e['regret_share'])} of the spread between "
+                "the best and worst fixed action)")
+
     parts = [f"{_policy_name(k, e, family)} moved {_num(e['tv'])} (total variation; largest "
-             f"{_num(e['tv_max'])}) and has empirical regret {_num(e['regret'], 4)} per auction "
-             f"against the best fixed grid action per value bucket ({_pct(e['regret_share'])} of "
-             f"the spread between the best and worst fixed action)" for k, e in pols.items()]
+             f"{_num(e['tv_max'])}) and {regret(e)}" for k, e in pols.items()]
     crit = (f"converged means at most {thr['tv']:g} total variation and regret at most "
             f"{_pct(thr['regret_share'])} of that spread")
     if conv.get("converged"):
@@ -85,7 +90,7 @@ def convergence_caveat(summary: dict) -> str:
         return " [convergence unknown: run extended]"
     pols = conv["policies"].values()
     tv = max(e["tv"] for e in pols)
-    share = max(e["regret_share"] for e in pols)
+    share = max((e["regret_share"] for e in pols if e["regret_share"] is not None), default=None)
     return f" [learners not converged: policy moved {tv:.3f} TV, regret {_pct(share)} of spread]"
 
 
@@ -133,7 +138,8 @@ def bid_function_figure(frame: pd.DataFrame, family: Family,
     for (group, role), df in frame.groupby(["group", "role"], sort=False):
         df = df.assign(mid=(df["value_low"] + df["value_high"]) / 2)
         agg = df.groupby("mid")["action"].agg(["mean", half_width95]).reset_index()
-        hw = agg["half_width95"].fillna(0.0)
+        # one replica: no interval (None), so no band
+        hw = pd.to_numeric(agg["half_width95"], errors="coerce").fillna(0.0)
         line, = ax.plot(agg["mid"], agg["mean"], marker="o", label=f"{group} ({role})")
         ax.fill_between(agg["mid"], agg["mean"] - hw, agg["mean"] + hw, alpha=0.2,
                         color=line.get_color())
@@ -141,7 +147,7 @@ def bid_function_figure(frame: pd.DataFrame, family: Family,
     if not absolute:
         for i, (name, y) in enumerate((reference or {}).items()):
             ax.axhline(y, ls="--", lw=1, color=f"C{i + 3}", label=name)
-    ax.set_xlabel("true value (bucket middle)")
+    ax.set_xlabel("value the policy sees (bucket middle; an autobidder sees the reported value)")
     ax.set_ylabel("bid" if absolute else f"{family.acts} / value")
     ax.set_title(f"{family.acts.capitalize()} function per value bucket (summary window)")
     ax.legend(fontsize="small")

@@ -29,7 +29,8 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 
 def pm(mean: Any, half: Any) -> str:
-    return f"{fmt(mean)} ± {fmt(half or 0.0)}"
+    """'mean ± half', or the mean alone where there is no interval (half None: one replica)."""
+    return fmt(mean) if half is None else f"{fmt(mean)} ± {fmt(half)}"
 
 
 def _fields(cfg: dict, keys=None) -> str:
@@ -165,11 +166,11 @@ def _references(spec: MetricSpec, m: dict, ci: dict, R: int, scenario) -> str:
     """'theory x, inside the 95% interval; ...' for a spec's reference values ('' without)."""
     if spec.reference is None or scenario is None or m.get(spec.name) is None:
         return ""
-    mean, half = m[spec.name], ci.get(spec.name) or 0.0
+    mean, half = m[spec.name], ci.get(spec.name)
     parts = []
     for name, y in spec.reference(scenario).items():
-        where = "" if R < 2 else (", inside the 95% interval" if abs(mean - y) <= half
-                                  else ", outside the 95% interval")
+        where = "" if R < 2 or half is None else (
+            ", inside the 95% interval" if abs(mean - y) <= half else ", outside the 95% interval")
         parts.append(f"{name} = {fmt(y)}{where}")
     return "; ".join(parts)
 

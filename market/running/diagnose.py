@@ -99,12 +99,18 @@ def convergence_summary(model) -> dict[str, Any]:
         for key in ("tv", "shift", "regret", "regret_share"):
             x = d[key].double().cpu().numpy()
             x = np.where(np.abs(x) < 1e-12, 0.0, x)  # float noise around an exact 0
-            entry[key] = num(x.mean())
+            entry[key] = num(x.mean())  # None where it cannot be known (NaN)
             entry[f"{key}_max"] = num(x.max())
             if key == "regret":
                 entry["regret_ci95"] = num(half_width95(pd.Series(x.mean(1))))
         entry["observations"] = num(d["observations"].double().cpu().numpy().mean())
-        entry["converged"] = bool(entry["tv"] <= thr.tv and entry["regret_share"] <= thr.regret_share)
+        # without a regret (not observable) the verdict rests on the movement alone, and says so
+        share_ok = entry["regret_share"] is None or entry["regret_share"] <= thr.regret_share
+        entry["converged"] = bool(entry["tv"] <= thr.tv and share_ok)
+        if entry["regret_share"] is None:
+            entry["regret_note"] = ("not observable: an entry rule under bandit feedback sees its "
+                                    "gain only on the rounds it entered" if d["role"] == "entry"
+                                    else "not observable: the family gave no grid feedback")
         ok &= entry["converged"]
         out["policies"][f"{d['group']}.{d['role']}"] = entry
     out["converged"] = ok
@@ -161,7 +167,8 @@ def game_convergence(profiles: Path) -> dict[str, Any]:
             pols = list((conv.get("policies") or {}).values())
             bad.append({"profile": path.parent.name,
                         "tv": max((e["tv"] for e in pols), default=None),
-                        "regret_share": max((e["regret_share"] for e in pols), default=None),
+                        "regret_share": max((e["regret_share"] for e in pols
+                                             if e["regret_share"] is not None), default=None),
                         "available": conv.get("available", True)})
     return {"profiles_with_learners": seen, "converged": seen - len(bad), "not_converged": bad}
 
@@ -177,7 +184,11 @@ def convergence_line(summary: dict) -> str | None:
     if not pols:
         return None
     lo, hi = conv["window"]
+    def regret(e):
+        share = e.get("regret_share")
+        return "regret not observable" if share is None else f"regret {100 * share:.1f}% of spread"
+
     parts = ", ".join(f"{k} {'ok' if e['converged'] else 'NOT converged'} (moved {e['tv']:.3f} TV, "
-                      f"regret {100 * e['regret_share']:.1f}% of spread)" for k, e in pols.items())
+                      f"{regret(e)})" for k, e in pols.items())
     verdict = "learners converged" if conv.get("converged") else "learners have NOT converged"
     return f"{verdict} over rounds {lo}-{hi}: {parts}"

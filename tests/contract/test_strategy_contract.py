@@ -151,13 +151,15 @@ def test_all_inactive_round_changes_nothing(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_round_trip_resumes_bit_identically(name):
+    """40 rounds first: in float32 a reload that re-normalised the state (Hedge and EXP3 once
+    subtracted the log of the total again) moved the policy by ~3e-8, which 6 rounds missed."""
     s = make(name)
-    for t in range(6):
+    for t in range(40):
         play_round(s, seed=t, t=t)
     state = s.state_dict()
     resumed = make(name)
     resumed.load_state_dict(state)
-    for t in range(6, 12):
+    for t in range(40, 46):
         assert torch.equal(s.policy(t), resumed.policy(t))
         assert torch.equal(play_round(s, seed=t, t=t), play_round(resumed, seed=t, t=t))
     for key, value in s.state_dict().items():
