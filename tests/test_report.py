@@ -350,7 +350,8 @@ def test_run_report_opens_with_the_question_and_the_paper(folders):
     top = md[:md.index("## What was run")]
     question = load_scenario(ROOT / "scenarios/first_price_quickstart.toml").description
     assert question and f"Question: {question}" in top
-    assert f"Mechanism: first_price, from {family_of('first_price').citation}." in top
+    assert f"Mechanism: first_price, from {family_of('first_price').cite('first_price')}." in top
+    assert "Edelman" not in top  # the GSP paper is cited for gsp, not for first price
 
 
 def test_run_report_draws_theory_and_no_fixed_entry(folders):

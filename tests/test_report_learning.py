@@ -75,3 +75,27 @@ def test_a_one_replica_run_reports_without_intervals(first_price, tmp_path):
     findings = text[text.index("## Findings"):text.index("## Over time")]
     assert "± 0.000" not in findings and "(1 replica: no interval)" in findings
     assert "## Bid function per value bucket" in text
+
+
+def test_each_variant_folder_names_its_variant_in_its_figures(scenario_dict, tmp_path, monkeypatch):
+    """The figures a variant's own run folder gets carry the variant's name in their titles."""
+    from genmarket.market.reports import run_figures
+
+    titles = {}
+    real = run_figures.write_figures
+
+    def spy(metrics, folder, scenario, variant=None):
+        paths = real(metrics, folder, scenario, variant)
+        figs = run_figures.panel_figures(metrics, run_figures.family_of(scenario.mechanism.kind),
+                                         [g.group for g in scenario.advertisers], scenario, variant)
+        titles[variant] = [f.texts[0].get_text() if f.texts else f.axes[0].get_title()
+                           for _, f in figs]
+        return paths
+
+    monkeypatch.setattr(run_figures, "write_figures", spy)
+    d = scenario_dict
+    d["variants"] = [{"name": "sp"}, {"name": "fp", "mechanism": {"kind": "first_price"}}]
+    run_scenario(validate_scenario(d), tmp_path / "v")
+    assert set(titles) == {"sp", "fp"}
+    for name, ts in titles.items():
+        assert ts and all(name in t for t in ts), ts

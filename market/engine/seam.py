@@ -18,7 +18,7 @@ actions. Money is in the family's unit (`Family.money`) per auction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
@@ -136,7 +136,8 @@ class Family:
     names, descriptions and relevance. check(scenario) — cross-field rules (raise ValueError with
     the path). panels — the run's figures. examples(device, dtype, seed) — contract batches. money — its money unit. truthful — what
     truthful play is called. acts — the agents.parquet column that holds what it chose ("bid" or
-    "report"). citation — the paper the mechanism comes from.
+    "report"). citation — the paper the mechanism comes from; citations — per kind, where the
+    family's kinds come from different papers (`cite(kind)` picks).
     """
 
     name: str
@@ -156,6 +157,11 @@ class Family:
     acts: str = "bid"
     citation: str = ""
     accepts: Callable[[str], bool] | None = None
+    citations: Mapping[str, str] = field(default_factory=dict)
+
+    def cite(self, kind: str) -> str:
+        """The paper mechanism `kind` comes from ('' when the family names none)."""
+        return self.citations.get(kind, self.citation)
 
     def answers(self, kind: str) -> bool:
         return kind in self.kinds or (self.accepts is not None and self.accepts(kind))

@@ -82,14 +82,16 @@ def constant_panels(metrics: pd.DataFrame, family: Family,
     return out
 
 
-def write_figures(metrics: pd.DataFrame, folder: Path, scenario) -> list[Path]:
-    """Write one PNG per panel of the scenario's family; return their paths."""
+def write_figures(metrics: pd.DataFrame, folder: Path, scenario,
+                  variant: str | None = None) -> list[Path]:
+    """Write one PNG per panel of the scenario's family (`variant` named in the titles when
+    the run is one); return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="notebook")
     family = family_of(scenario.mechanism.kind)
     groups = [g.group for g in scenario.advertisers]
     return [_save(fig, folder / f"{panel.name}.png")
-            for panel, fig in panel_figures(metrics, family, groups, scenario)]
+            for panel, fig in panel_figures(metrics, family, groups, scenario, variant)]
 
 
 def comparison_columns(family: Family, df: pd.DataFrame) -> dict[str, str]:

@@ -118,7 +118,8 @@ def preamble(manifest: dict, family: Family) -> list[str]:
     sc = manifest.get("scenario", {})
     out = [f"Question: {sc['description'].strip()}"] if sc.get("description", "").strip() else []
     kind = sc.get("mechanism", {}).get("kind", "?")
-    out.append(f"Mechanism: {kind}" + (f", from {family.citation}." if family.citation else "."))
+    paper = family.cite(kind)
+    out.append(f"Mechanism: {kind}" + (f", from {paper}." if paper else "."))
     return out
 
 

@@ -53,10 +53,12 @@ def run_scenario(
     figures: bool = True,
     stop_after: int | None = None,
     command: list[str] | None = None,
+    variant: str | None = None,
 ) -> RunResult:
     """Run `scenario` into folder `out` (resuming it if asked) and return what happened.
 
-    `stop_after=k` stops abruptly after round k without writing anything more, which is what a
+    `variant` names the variant this run is (in its figures' titles). `stop_after=k` stops
+    abruptly after round k without writing anything more, which is what a
     killed process leaves behind; tests use it to check that `resume=True` loses and repeats
     nothing.
     """
@@ -107,7 +109,7 @@ def run_scenario(
         # seaborn takes a second to import: only when drawing (not a hidden import circle)
         from genmarket.market.reports.run_figures import write_figures
 
-        write_figures(metrics, folder.figures, scenario)
+        write_figures(metrics, folder.figures, scenario, variant)
     return RunResult(folder.path, int(model.steps), start, loop_seconds, summary)
 
 
@@ -127,7 +129,7 @@ def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, prog
     for name, sub in scenario.variant_scenarios():
         path = root.path / name
         res = run_scenario(sub, path, resume=(path / "manifest.json").exists(), progress=progress,
-                           figures=figures, command=command)
+                           figures=figures, command=command, variant=name)
         summaries[name] = res.summary
         steps += res.steps
         if (path / "metrics.parquet").exists():  # one-shot variants have no time series

@@ -50,7 +50,15 @@ FAMILY = Family(
     examples=examples,
     record=("value", "report", "bid", "entered", "won", "payment", "utility"),
     accepts=accepts,
-    citation="W. Vickrey (1961), Counterspeculation, auctions, and competitive sealed tenders; "
-             "B. Edelman, M. Ostrovsky, M. Schwarz (2007), Internet advertising and the "
-             "generalized second-price auction",
+    citation="W. Vickrey (1961), Counterspeculation, auctions, and competitive sealed tenders",
+    citations={
+        "first_price": "W. Vickrey (1961), Counterspeculation, auctions, and competitive sealed "
+                       "tenders (the first-price sealed-bid auction and its Bayes-Nash bid)",
+        "second_price": "W. Vickrey (1961), Counterspeculation, auctions, and competitive sealed "
+                        "tenders",
+        "gsp": "B. Edelman, M. Ostrovsky, M. Schwarz (2007), Internet advertising and the "
+               "generalized second-price auction; H. Varian (2007), Position auctions",
+        "vcg": "W. Vickrey (1961); E. Clarke (1971), Multipart pricing of public goods; T. Groves "
+               "(1973), Incentives in teams",
+    },
 )
