@@ -13,6 +13,7 @@ from genmarket.market.engine.market import Market
 from genmarket.market.engine.seam import EXPERIMENTS, family_of
 from genmarket.market.running.diagnose import write_diagnostics
 from genmarket.market.running.folder import RunFolder, RunFolderError, write_json
+from genmarket.market.running.progress import Bars
 from genmarket.market.running.result import RunResult
 from genmarket.market.running.summary import summarize
 from genmarket.market.scenario import Scenario
@@ -143,29 +144,20 @@ def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, prog
 
 
 class _Bar:
-    def __init__(self, scenario: Scenario, start: int):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+    """The rounds bar of a run: `progress.Bars` advanced 50 rounds at a time (rich redraws are
+    slow next to a 0.5 ms round)."""
 
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("rounds"), TimeRemainingColumn(), transient=False,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(scenario.name, total=scenario.steps, completed=start)
+    def __init__(self, scenario: Scenario, start: int):
+        self.progress = Bars().__enter__()
+        self.task = self.progress.add(scenario.name, scenario.steps, "rounds", completed=start)
         self.pending = 0
 
     def advance(self) -> None:
         self.pending += 1
-        if self.pending >= 50:  # rich redraws are slow next to a 0.5 ms round
+        if self.pending >= 50:
             self.progress.advance(self.task, self.pending)
             self.pending = 0
 
     def close(self) -> None:
         self.progress.advance(self.task, self.pending)
-        self.progress.stop()
+        self.progress.__exit__(None, None, None)
