@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from safetensors.torch import load_file, save_file
 
+from genmarket.market.running.integrity import IntegrityError, check_state, sha256, tensors_name
+
 MANIFEST, SUMMARY, STATE = "manifest.json", "summary.json", "state.json"
 SAMPLES = "samples.jsonl"
 PACKAGES = ("genmarket", "mesa", "torch", "numpy", "pandas", "pyarrow", "pydantic", "scipy", "seaborn")
@@ -86,6 +88,7 @@ class RunFolder:
         self.path = Path(path)
         self.parts = self.path / "parts"
         self.checkpoints = self.path / "checkpoint"
+        self._hashes: dict[str, str] = {}  # part file -> SHA-256, as state.json records them
         self.figures = self.path / "figures"
 
     # ------------------------------------------------------------------ manifest
@@ -162,9 +165,15 @@ class RunFolder:
                 write_parquet(df, self.parts / f"{name}-{first:010d}-{step:010d}.parquet")
         self.checkpoints.mkdir(exist_ok=True)
         tensors = {k: v.cpu() for k, v in model.state_dict().items()}
-        blob = f"state-{step:010d}.safetensors"
-        save_file(tensors, str(self.checkpoints / blob))
-        write_json(self.checkpoints / STATE, {"steps": step, "tensors": blob})
+        blob = tensors_name(step)
+        save_file(tensors, str(self.checkpoints / blob), metadata={"steps": str(step)})
+        # every part up to this step, each hashed once (when first seen), for `check_state`
+        hashes = {p.name: self._hashes.get(p.name) or sha256(p)
+                  for p in sorted(self.parts.glob("*.parquet"))}
+        self._hashes = hashes
+        write_json(self.checkpoints / STATE, {"steps": step, "tensors": blob,
+                                               "sha256": sha256(self.checkpoints / blob),
+                                               "parts": hashes})
         for old in self.checkpoints.glob("state-*.safetensors"):
             if old.name != blob:
                 old.unlink()
@@ -176,9 +185,22 @@ class RunFolder:
             self._drop_parts_after(0)
             self.drop_samples_after(0)
             return 0
-        state = json.loads(state_path.read_text())
-        step = int(state["steps"])
-        model.load_state_dict(load_file(str(self.checkpoints / state["tensors"])), step)
+        try:
+            state = json.loads(state_path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RunFolderError(f"{state_path}: not a checkpoint state ({exc})") from None
+        if not isinstance(state, dict):
+            raise RunFolderError(f"{state_path}: not a checkpoint state")
+        try:
+            step = check_state(self.path, self.checkpoints, self.parts, state)
+        except IntegrityError as exc:
+            raise RunFolderError(str(exc)) from None
+        try:
+            model.load_state_dict(load_file(str(self.checkpoints / tensors_name(step))), step)
+        except (KeyError, ValueError, RuntimeError) as exc:  # another scenario's or family's state
+            raise RunFolderError(f"{self.checkpoints / tensors_name(step)}: not a checkpoint of "
+                                 f"this scenario's market ({type(exc).__name__}: {exc})") from None
+        self._hashes = dict(state.get("parts") or {})
         self._parts_from_final(step)
         self._drop_parts_after(step)
         self.drop_samples_after(step)
@@ -198,12 +220,15 @@ class RunFolder:
             df = df[df["step"] <= step]
             if len(df):
                 first = int(df["step"].min())
-                write_parquet(df, self.parts / f"{name}-{first:010d}-{step:010d}.parquet")
+                part = self.parts / f"{name}-{first:010d}-{step:010d}.parquet"
+                write_parquet(df, part)
+                self._hashes[part.name] = sha256(part)
 
     def _drop_parts_after(self, step: int) -> None:
         for part in self.parts.glob("*.parquet"):
             if int(part.stem.split("-")[-1]) > step:
                 part.unlink()
+                self._hashes.pop(part.name, None)
 
     # ------------------------------------------------------------------ samples
 
@@ -261,6 +286,15 @@ class RunFolder:
         write_parquet(metrics, self.path / "metrics.parquet")
         if agents is not None:
             write_parquet(agents, self.path / "agents.parquet")
+        state_path = self.checkpoints / STATE
+        if state_path.exists():  # the checkpoint now vouches for the final tables, not the parts
+            state = json.loads(state_path.read_text())
+            state["final"] = {name: sha256(self.path / name)
+                              for name in ("metrics.parquet", "agents.parquet")
+                              if (self.path / name).exists()}
+            state["parts"] = {}
+            write_json(state_path, state)
+            self._hashes = {}
         # renamed first (atomic), so that a kill while deleting leaves no half set of parts
         merged = self.path / "parts.merged"
         shutil.rmtree(merged, ignore_errors=True)
