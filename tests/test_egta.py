@@ -271,3 +271,28 @@ def test_alpha_rank_concentrates_on_mutual_defection():
     assert flat.min() > 0.1  # no selection: every profile is visited
     rps = egta.alpha_rank(egta.Game.from_matrix(RPS, list("RPS")))
     assert rps.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (3, 1), (3, 2), (4, 3), (2, 5)])
+def test_every_profile_is_counted_once_one_strategy_included(n, k):
+    """Stars and bars: C(n+k-1, k-1) distinct profiles, each putting all n players somewhere;
+    with one strategy there is exactly one (it raised before)."""
+    prof = egta.all_profiles({"r": ([f"s{i}" for i in range(k)], n)})
+    assert prof.shape == (comb(n + k - 1, k - 1), k)
+    assert (prof.sum(1) == n).all() and (prof >= 0).all()
+    assert len({tuple(p) for p in prof}) == len(prof)
+
+
+def test_a_one_strategy_game_is_analysed(tmp_path):
+    """Everyone plays the one strategy: one profile, and it is the equilibrium."""
+    from genmarket.market.games.compare import run_compare
+    from genmarket.market.games.roles import make_roles
+    from genmarket.market.scenario import validate_scenario
+
+    sc = validate_scenario({"name": "one", "steps": 20, "auctions_per_step": 8,
+                            "mechanism": {"kind": "second_price"},
+                            "advertisers": [{"group": "b", "count": 2}], "metrics": {"every": 5}})
+    analysis = run_compare(sc, make_roles(sc, [(None, "t=truthful")]), tmp_path / "g", seeds=2)
+    (eq,) = analysis["equilibria"]
+    assert eq["mixture"] == {"b": {"t": 1.0}}
+    assert len(list((tmp_path / "g" / "profiles").glob("*.outcomes.parquet"))) == 1

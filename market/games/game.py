@@ -27,6 +27,8 @@ def _cartesian(blocks: list[np.ndarray]) -> np.ndarray:
 
 def _compositions(n: int, k: int) -> np.ndarray:
     """All ways to put n players on k strategies (stars and bars): [C(n+k-1, k-1), k]."""
+    if k == 1:  # no bars to place: everyone plays the one strategy
+        return np.array([[n]], int)
     bars = np.array(list(itertools.combinations(range(n + k - 1), k - 1)), int).reshape(-1, k - 1)
     ends = np.full((len(bars), 1), -1), np.full((len(bars), 1), n + k - 1)
     return (np.diff(np.concatenate([ends[0], bars, ends[1]], axis=1), axis=1) - 1)[::-1]
