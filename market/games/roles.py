@@ -10,6 +10,7 @@ allowed before anything is run or written.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -51,10 +52,8 @@ def _value(text: str) -> Any:
     """A setting's value: an int, a float, true/false, else the text itself (the schema then
     says what is allowed)."""
     for cast in (int, float):
-        try:
+        with contextlib.suppress(ValueError):  # not a number of this kind: try the next
             return cast(text)
-        except ValueError:
-            pass
     return {"true": True, "false": False}.get(text.lower(), text)
 
 

@@ -7,6 +7,7 @@ variant's."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,8 @@ def _one(doc: Doc, folder: Path, level: int, title: str) -> None:
         return
     money = ""
     if (folder / "manifest.json").exists():
-        try:
+        with contextlib.suppress(KeyError, ValueError):  # an unknown family: no unit named
             money = f"; money in {family_for(read_json(folder / 'manifest.json')).money}"
-        except (KeyError, ValueError):
-            pass
     shown = chosen(records)
     doc.heading(title, level)
     doc.text(f"{len(shown)} of the {len(records)} sample auctions in {SAMPLES}, spread over it "

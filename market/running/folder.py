@@ -44,7 +44,7 @@ PACKAGES = ("genmarket", "mesa", "torch", "numpy", "pandas", "pyarrow", "pydanti
 
 
 class RunFolderError(RuntimeError):
-    pass
+    """A run folder that cannot be created, resumed or read: the message says which and why."""
 
 
 def package_versions() -> dict[str, str]:
