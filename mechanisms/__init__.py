@@ -1,4 +1,4 @@
-"""Auction families, one sub-package each (`classic`, `mosaic`), and what they share: the batch
+"""Auction families, one sub-package each (`classic`, `mosaic`, `token`), and what they share: the batch
 and outcome types and the mechanism registry (`base`), the worlds (`backends`) and the public
 contract checks (`contract`).
 
@@ -6,7 +6,7 @@ A family is registered through the `genmarket.families` entry-point group (the b
 too); mechanisms through `register_mechanism` or the `genmarket.mechanisms` group.
 """
 
-from genmarket.mechanisms import classic, mosaic
+from genmarket.mechanisms import classic, mosaic, token
 from genmarket.mechanisms.base import (
     MECHANISMS,
     AuctionBatch,
@@ -34,6 +34,7 @@ __all__ = [
     "SecondPrice",
     "classic",
     "mosaic",
+    "token",
     "get_mechanism",
     "reference_deviations",
     "register_mechanism",

@@ -1,0 +1,59 @@
+"""The token auction (SPEC section 2): LLM agents bid for influence on a reply built token by
+token; each step aggregates their next-token laws (linear or log-linear), draws the token by
+stable sampling and charges a payment rule. The mechanism of one step (`mechanism`, with the
+aggregation in `aggregate` and the payment rules in `payments`), the batched reply loop
+(`generate`) and the protocol of the language models it reads (`lm`).
+
+Paper: P. Duetting, V. Mirrokni, R. Paes Leme, H. Xu and S. Zuo (2024), "Mechanism design for
+large language models", WWW 2024.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genmarket.market.engine.seam import Example
+from genmarket.mechanisms.contract import column_setter
+from genmarket.mechanisms.token.aggregate import DIVERGENCE_CAP, RULES
+from genmarket.mechanisms.token.generate import Reply, generate
+from genmarket.mechanisms.token.lm import TokenLM
+from genmarket.mechanisms.token.mechanism import (
+    TokenAuction,
+    TokenBatch,
+    TokenLinear,
+    TokenLogLinear,
+    TokenOutcome,
+    deviation_utilities,
+)
+from genmarket.mechanisms.token.payments import PAYMENTS
+
+__all__ = ["DIVERGENCE_CAP", "PAYMENTS", "RULES", "Reply", "TokenAuction", "TokenBatch",
+           "TokenLM", "TokenLinear", "TokenLogLinear", "TokenOutcome", "deviation_utilities",
+           "examples", "generate", "token_batch"]
+
+
+def token_batch(device, dtype, seed: int, B: int = 48, n: int = 4, V: int = 7,
+                sharpness: float = 2.0) -> TokenBatch:
+    """A random step for the contract checks and tests: B auctions, n slots, V tokens; laws
+    softmax(sharpness * normal) (finite log-probabilities), bids uniform on [0, 2) with one in
+    eight exactly 0, 70% of the slots present, uniforms in [0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    logp = torch.log_softmax(sharpness * torch.randn(B, n, V, generator=g, dtype=dtype), -1)
+    bids = 2 * torch.rand(B, n, generator=g, dtype=dtype)
+    bids = torch.where(torch.rand(B, n, generator=g) < 0.125, 0.0, bids)
+    mask = torch.rand(B, n, generator=g) < 0.7
+    log_ref = torch.log_softmax(sharpness * torch.randn(B, V, generator=g, dtype=dtype), -1)
+    uniform = torch.rand(B, generator=g, dtype=dtype)
+    return TokenBatch(*(x.to(device) for x in (logp, bids, mask, log_ref, uniform)))
+
+
+def examples(device, dtype, seed: int) -> list[Example]:
+    """Both rules under each payment rule, the reference model at weight 0 and 0.5."""
+    batch, set_bids = token_batch(device, dtype, seed), column_setter("bids")
+    out = []
+    for cls in (TokenLinear, TokenLogLinear):
+        for payment in PAYMENTS:
+            for b0 in (0.0, 0.5):
+                mech = cls(payment=payment, reference_weight=b0)
+                out.append(Example(f"{cls.name}-{payment}-b0={b0:g}", mech, batch, set_bids))
+    return out
