@@ -17,11 +17,12 @@ Bids b_i are money per nat of divergence. For advertiser i, the others' pool and
   the token from p_i alone. Linear rule: the token is t exactly while F_{t-1}(b) <= u < F_t(b),
   F_k(b) = (b P_k + W_-i C_k) / (b + W_-i) with P, C the cumulative laws of p_i and q_-i; each
   F_k is monotone in b, so the bids drawing t form an interval whose lower end is a crossing of
-  F_{t-1} or F_t with u, in closed form. Log-linear rule: F_k need not be monotone, so the lower
-  end of the interval of bids around b_i that draw t is found numerically: a scan of SCAN bids
-  0, b_i/SCAN, ..., finds the highest one drawing another token, then BISECTION halvings of that
-  bracket. Resolution b_i / (SCAN * 2^BISECTION) = 3.7e-9 b_i (or the dtype's, if coarser); a
-  run of other tokens narrower than b_i / SCAN between two scanned bids can be missed.
+  F_{t-1} or F_t with u, in closed form. Log-linear rule: F_k need not be monotone, so the
+  bids drawing t need not form one interval; the lowest of them is found numerically: a scan of
+  the SCAN bids 0, b_i/SCAN, ..., finds the lowest one drawing t (b_i itself if none), then
+  BISECTION halvings of the bracket below it. Resolution b_i / (SCAN * 2^BISECTION) = 3.7e-9 b_i
+  (or the dtype's, if coarser); a run of bids drawing t narrower than b_i / SCAN below the
+  bracket can be missed, which overcharges (never above b_i).
 Every price is clamped to [0, b_i]; an advertiser of weight 0 (absent, or bidding 0) pays 0.
 """
 
@@ -89,13 +90,14 @@ def second_price_search(pooled_minus: Tensor, total_minus: Tensor, logp_i: Tenso
 
     steps = torch.arange(SCAN, device=b.device, dtype=b.dtype)
     grid = b.unsqueeze(-1) * steps / SCAN  # [..., SCAN], the last one below b
-    other = torch.where(~draws_token(grid), steps, -1.0).amax(-1)  # highest bid drawing another
-    lo, hi = (b * other / SCAN).unsqueeze(-1), (b * (other + 1) / SCAN).unsqueeze(-1)
+    first = torch.where(draws_token(grid), steps, float(SCAN)).amin(-1)  # lowest bid drawing t
+    lo, hi = (b * (first - 1) / SCAN).unsqueeze(-1), (b * first / SCAN).unsqueeze(-1)
     for _ in range(BISECTION):
         mid = (lo + hi) / 2
         same = draws_token(mid)
         hi, lo = torch.where(same, mid, hi), torch.where(same, lo, mid)
-    price = torch.where(other >= 0, hi.squeeze(-1), 0.0)
+    # alone (W_-i = 0), any positive bid draws from p_i: the lowest such bid is 0, as for linear
+    price = torch.where((first > 0) & (total_minus > 0), hi.squeeze(-1), 0.0)
     return torch.where(b > 0, torch.minimum(price, b), 0.0)
 
 
