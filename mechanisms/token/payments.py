@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from genmarket.mechanisms.token.aggregate import divergence, join, normalise, token_of
+from genmarket.mechanisms.token.aggregate import divergence, normalise, token_of
 
 __all__ = ["BISECTION", "PAYMENTS", "SCAN", "payments", "second_price", "second_price_search",
            "vcg"]
@@ -82,15 +82,39 @@ def second_price_search(pooled_minus: Tensor, total_minus: Tensor, logp_i: Tenso
     either rule. pooled_minus [..., V] and total_minus [...] the others' pool and weight, logp_i
     [..., V] i's reported law, b [...] its bid, u [...] the uniform, token [...] the token drawn
     at b, log_ref [..., V] the reference law. Broadcastable."""
+    shape = torch.broadcast_shapes(b.shape, u.shape, token.shape, total_minus.shape,
+                                   logp_i.shape[:-1], pooled_minus.shape[:-1], log_ref.shape[:-1])
+    t = token.expand(shape)
+    at_zero = token_of(normalise(pooled_minus, total_minus, rule, log_ref), u) == t
+    at_ref = token_of(log_ref, u) == t  # the log-linear fallback (no common token)
+    if rule == "linear":
+        base, step = pooled_minus.unsqueeze(-2), logp_i.unsqueeze(-2)
+    else:  # for bids > 0 a token i rules out is ruled out: no 0 * -inf left to guard
+        possible = logp_i > float("-inf")
+        base = torch.where(possible, pooled_minus, float("-inf")).unsqueeze(-2)
+        step = torch.where(possible, logp_i, 0.0).unsqueeze(-2)
+    index = torch.stack([(t - 1).clamp(min=0), t], -1).unsqueeze(-2)  # [..., 1, 2]
+    first_token, x_u = (t == 0).unsqueeze(-1), u.unsqueeze(-1)
 
-    def draws_token(bid: Tensor) -> Tensor:  # bid [..., G] -> token(bid) == token, [..., G]
-        logq = normalise(join(pooled_minus.unsqueeze(-2), logp_i.unsqueeze(-2), bid, rule),
-                         total_minus.unsqueeze(-1) + bid, rule, log_ref.unsqueeze(-2))
-        return token_of(logq, u.unsqueeze(-1)) == token.unsqueeze(-1)
+    def draws_token(bid: Tensor) -> Tensor:
+        """Whether bids [..., G] > 0 draw the token, [..., G]: the same test as `token_of`,
+        cdf[t-1] <= u * total < cdf[t], on the unnormalised law (normalising is a shift)."""
+        bid_ = bid.unsqueeze(-1)
+        if rule == "linear":
+            s = torch.logaddexp(base, bid_.log() + step)
+        else:
+            s = (base + bid_ * step) / (total_minus.unsqueeze(-1) + bid).unsqueeze(-1)
+        top = s.amax(-1, keepdim=True)
+        cdf = (s - top).exp_().cumsum_(-1)
+        at = cdf.gather(-1, index.expand(*cdf.shape[:-1], 2))
+        x = x_u * cdf[..., -1]
+        ok = ((at[..., 0] <= x) | first_token) & (at[..., 1] > x)
+        return torch.where(top.squeeze(-1) > float("-inf"), ok, at_ref.unsqueeze(-1))
 
-    steps = torch.arange(SCAN, device=b.device, dtype=b.dtype)
-    grid = b.unsqueeze(-1) * steps / SCAN  # [..., SCAN], the last one below b
-    first = torch.where(draws_token(grid), steps, float(SCAN)).amin(-1)  # lowest bid drawing t
+    steps = torch.arange(1, SCAN, device=b.device, dtype=b.dtype)
+    grid = b.unsqueeze(-1) * steps / SCAN  # [..., SCAN - 1]: the bids b_i/SCAN .. below b_i
+    first = torch.where(draws_token(grid), steps, float(SCAN)).amin(-1)  # lowest drawing t
+    first = torch.where(at_zero, 0.0, first)
     lo, hi = (b * (first - 1) / SCAN).unsqueeze(-1), (b * first / SCAN).unsqueeze(-1)
     for _ in range(BISECTION):
         mid = (lo + hi) / 2
