@@ -338,6 +338,14 @@ def test_batched_replies_equal_replies_made_alone(cls, payment):
     assert torch.allclose(r.value, -(values[:, None] * r.divergence).sum(1))
     assert torch.equal(r.mentions, lm.mentions(r.tokens, adv))
     assert (r.step_payment[~mask[:, None].expand(B, L, n)] == 0).all()
+    # step 0: the mechanism sees the tempered reports, the divergences use the true laws
+    laws = lm.logprobs(lm.start(query, adv))
+    true = laws[:, :n]
+    step = mech.run(TokenBatch(torch.log_softmax(true / temp[..., None], -1), bids, mask,
+                               laws[:, n], uniforms[:, 0]))
+    assert torch.equal(r.tokens[:, 0], step.token)
+    assert torch.allclose(r.divergence[:, 0], divergence(true, step.logq[:, None], cls.rule))
+    assert torch.allclose(r.step_payment[:, 0], step.payment)
 
 
 def test_generate_rejects_bad_inputs():
