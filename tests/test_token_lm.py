@@ -145,6 +145,8 @@ def tiny(tmp_path_factory):
     text = [q.text for q in WORLD.queries] + [advertiser_instruction(a) for a in WORLD.advertisers]
     tok.train_from_iterator(text * 3 + ["Question: Answer: the a to of and"], trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<|end|>")
+    fast.chat_template = ("<system>You answer questions.\n{% for m in messages %}<{{ m.role }}>"
+                          "{{ m.content }}\n{% endfor %}<assistant>")
     torch.manual_seed(0)
     cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, vocab_size=len(fast),
@@ -156,8 +158,10 @@ def tiny(tmp_path_factory):
     return path, fast
 
 
-def token_lm(tiny, dtype, length=8):
-    return HFTokenLM(HFTextBackend(WORLD, model=str(tiny[0]), dtype=dtype, length=length))
+def token_lm(tiny, dtype, length=8, chat=True, shared_prefix=True):
+    backend = HFTextBackend(WORLD, model=str(tiny[0]), dtype=dtype, length=length,
+                            chat_template=chat)
+    return HFTokenLM(backend, shared_prefix=shared_prefix)
 
 
 def direct(lm, q, advs, prefix):
@@ -171,14 +175,21 @@ def direct(lm, q, advs, prefix):
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
-def test_cached_laws_equal_a_full_forward_pass(tiny, dtype, tol):
-    lm = token_lm(tiny, dtype)
+@pytest.mark.parametrize("dtype, tol, chat, shared_prefix", [
+    (torch.float32, 1e-5, True, True), (torch.float64, 1e-10, True, True),
+    (torch.float64, 1e-10, True, False), (torch.float64, 1e-10, False, True)])
+def test_cached_laws_equal_a_full_forward_pass(tiny, dtype, tol, chat, shared_prefix):
+    """With the chat template every prompt starts with the same head (run once when
+    shared_prefix); the plain prompts share no first token."""
+    lm = token_lm(tiny, dtype, chat=chat, shared_prefix=shared_prefix)
     assert isinstance(lm, TokenLM) and lm.vocab(3) == len(tiny[1]) and lm.dtype == dtype
     lengths = {len(lm.backend.prompt_ids(q, None)) for q in QUERY.tolist()}
     assert len(lengths) == 3  # the auctions' prompts differ in length: left padding is used
+    head = lm.backend.prompt_ids(0, None)[:3]
+    assert (lm.backend.prompt_ids(1, advertiser_instruction(WORLD.advertisers[0]))[:3] == head) == chat
     g = torch.Generator().manual_seed(5)
     state, prefix = lm.start(QUERY, SLOTS), [[] for _ in QUERY]
+    assert bool(state.mask[:, 0].all()) == (chat and shared_prefix)  # no padding before a head
     for _ in range(4):
         lp = lm.logprobs(state)
         assert lp.shape == (4, 4, lm.vocab(3)) and lp.dtype == dtype

@@ -9,8 +9,8 @@ auction aggregates them.
 
 A batch of B auctions with n slots is B x (n + 1) sequences (row b * (n + 1) + i: slot i, the
 last the reference). `start` runs one left-padded prefill over the distinct prompts (an
-advertiser's prompt for a query is computed once however many auctions it is in) and copies the
-cache to the rows; `advance` feeds each auction's token to its n + 1 rows in one forward pass
+advertiser's prompt for a query is computed once however many auctions it is in; the tokens all
+prompts start with, a chat template's head, once for all) and copies the cache to the rows; `advance` feeds each auction's token to its n + 1 rows in one forward pass
 over the cache.
 
 End of reply: `eos` is the tokenizer's eos id (for the chat models of the SmolLM2 family, the
@@ -61,9 +61,10 @@ class HFTokenLM:
     """Token-auction models played by the local causal LM of an HF text backend (module
     docstring). backend — an HFTextBackend: its model, tokenizer, chat-template choice, device,
     dtype and reply length L (`backend.length`) are used; laws come out in
-    `backend.out_dtype` (float32, or float64 for a float64 model)."""
+    `backend.out_dtype` (float32, or float64 for a float64 model). shared_prefix — run the
+    tokens every prompt of a batch starts with (the chat template's head) once in the prefill."""
 
-    def __init__(self, backend: HFTextBackend):
+    def __init__(self, backend: HFTextBackend, *, shared_prefix: bool = True):
         if backend.eos.numel() == 0:
             raise ValueError("hf token LM: the model has no end token (tokenizer.eos_token_id "
                              "and generation_config.eos_token_id are both unset)")
@@ -71,7 +72,7 @@ class HFTokenLM:
         self.eos = int(backend.eos[0]) if eos is None else int(eos)
         self.backend, self.model, self.tokenizer = backend, backend.model, backend.tokenizer
         self.device, self.length, self.dtype = backend.device, backend.length, backend.out_dtype
-        self.end_ids = backend.eos
+        self.end_ids, self.shared_prefix = backend.eos, bool(shared_prefix)
         self.V = self.model.get_output_embeddings().weight.shape[0]
 
     def vocab(self, n: int) -> int:
@@ -110,7 +111,7 @@ class HFTokenLM:
                     prompts.append(self.backend.prompt_ids(q, instr))
                 which.append(index[(q, instr)])
         which = torch.tensor(which, dtype=torch.long, device=self.device)
-        cache, logits, mask, pos = self.backend.prefill(prompts, which)
+        cache, logits, mask, pos = self.backend.prefill(prompts, which, self.shared_prefix)
         t = torch.zeros(B, dtype=torch.long, device=self.device)
         return HFTokenState(cache, mask, pos, self._laws(logits.view(B, n + 1, -1), t, t.bool()),
                             t, t.bool())
