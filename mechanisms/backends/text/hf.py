@@ -243,43 +243,57 @@ class HFTextBackend:
         return prompts, table
 
     # ----- model passes -----
-    def _prefill(self, prompts: list[list[int]], which: Tensor):
+    def prefill(self, prompts: list[list[int]], which: Tensor, shared_prefix: bool = False):
         """Run the distinct `prompts` once (left-padded), then copy their cache to rows `which`.
+        shared_prefix — run the tokens that every prompt starts with (a chat template's head)
+        once and copy their cache to every prompt, instead of running them once per prompt: the
+        same laws up to rounding, with left padding between that head and the rest.
 
-        Returns (cache, logits of the next token [R, V], attention mask [R, P], lengths [R]).
+        Returns (cache, logits of the next token [R, V] in `out_dtype`, attention mask [R, P],
+        lengths [R]): row r continues prompts[which[r]] at position lengths[r].
         """
         from transformers import DynamicCache
 
-        P = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), P), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), P), dtype=torch.long)
+        cache, head, U = DynamicCache(), 0, len(prompts)
+        if shared_prefix and U > 1:  # at least one token of every prompt is left for the rest
+            first, most = prompts[0], min(len(p) for p in prompts) - 1
+            head = next((k for k in range(most) if any(p[k] != first[k] for p in prompts)), most)
+        if head:
+            out = self.model(input_ids=torch.tensor([first[:head]], device=self.device),
+                             use_cache=True, logits_to_keep=1, **{self._cache: cache})
+            cache = out[self._cache]
+            cache.reorder_cache(torch.zeros(U, dtype=torch.long, device=self.device))
+        P = max(len(p) for p in prompts) - head
+        ids = torch.full((U, P), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((U, head + P), dtype=torch.long)
+        mask[:, :head] = 1
         for u, p in enumerate(prompts):
-            ids[u, P - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[u, P - len(p):] = 1
+            ids[u, P - len(p) + head:] = torch.tensor(p[head:], dtype=torch.long)
+            mask[u, head + P - len(p) + head:] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, head:]
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                         logits_to_keep=1, **{self._cache: DynamicCache()})
+                         logits_to_keep=1, **{self._cache: cache})
         cache = out[self._cache]
         cache.reorder_cache(which)
-        return cache, out.logits[which, -1].float(), mask[which], mask.sum(-1)[which]
+        return cache, out.logits[which, -1].to(self.out_dtype), mask[which], mask.sum(-1)[which]
 
     def _reply_logp(self, prompts: list[list[int]], which: Tensor, replies: Tensor) -> Tensor:
         """Sum of untempered log-probs of `replies` [R, L'] (-1 padded) after prompts[which[r]]."""
-        cache, first, mask, n = self._prefill(prompts, which)
+        cache, first, mask, n = self.prefill(prompts, which)
         valid = replies >= 0
         ids = torch.where(valid, replies, self.pad_id)
         pos = n.unsqueeze(-1) + torch.arange(ids.shape[1], device=self.device)
         out = self.model(input_ids=ids, attention_mask=torch.cat([mask, valid.long()], -1),
                          position_ids=pos, use_cache=True, **{self._cache: cache})
-        logits = out.logits[:, :-1].float()
+        logits = out.logits[:, :-1].to(self.out_dtype)
         lp0 = first.gather(-1, ids[:, :1]) - first.logsumexp(-1, keepdim=True)
         rest = logits.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
         return (torch.cat([lp0, rest], -1) * valid).sum(-1)
 
     def _sample(self, prompts: list[list[int]], which: Tensor, uniforms: Tensor) -> Tensor:
         """Replies [R, L] (-1 after EOS) for rows starting from prompts[which[r]]."""
-        cache, logits, mask, pos = self._prefill(prompts, which)
+        cache, logits, mask, pos = self.prefill(prompts, which)
         R, L = uniforms.shape
         tokens = torch.full((R, L), -1, dtype=torch.long, device=self.device)
         done = torch.zeros(R, dtype=torch.bool, device=self.device)
