@@ -26,6 +26,7 @@ __all__ = [
     "reference_deviations",
     "register_mechanism",
     "run_with_deviations",
+    "sample",
     "tie_noise",
 ]
 
@@ -173,3 +174,18 @@ def get_mechanism(name: str, **params) -> Mechanism:
     listing the known ones.
     """
     return MECHANISMS.lookup(name)(**params)
+
+
+def sample(p: Tensor, noise: Tensor) -> Tensor:
+    """Inverse-CDF draw j* [...] (long) from p [..., M] with uniforms noise [...] in [0, 1).
+
+    j* is the first candidate whose cumulative probability exceeds noise * total; a
+    zero-probability candidate is never drawn. The same noise gives the same choice.
+    """
+    cdf = p.cumsum(-1)
+    target = noise.to(p.dtype).unsqueeze(-1) * cdf[..., -1:]
+    j = (cdf <= target).sum(-1)
+    # rounding can push j past the last candidate with mass; pull it back there
+    index = torch.arange(p.shape[-1], device=p.device)
+    last = torch.where(p > 0, index, 0).amax(-1)
+    return torch.minimum(j, last)

@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from genmarket.mechanisms.base import register_mechanism
+from genmarket.mechanisms.base import register_mechanism, sample
 
 __all__ = [
     "Mosaic",
@@ -116,21 +116,6 @@ def others_scores(
 def allocation(scores: Tensor) -> Tensor:
     """p = softmax over candidates. scores [..., M] -> p [..., M], rows summing to 1."""
     return torch.softmax(scores, dim=-1)
-
-
-def sample(p: Tensor, noise: Tensor) -> Tensor:
-    """Inverse-CDF draw j* [...] (long) from p [..., M] with uniforms noise [...] in [0, 1).
-
-    j* is the first candidate whose cumulative probability exceeds noise * total; a
-    zero-probability candidate is never drawn. The same noise gives the same choice.
-    """
-    cdf = p.cumsum(-1)
-    target = noise.to(p.dtype).unsqueeze(-1) * cdf[..., -1:]
-    j = (cdf <= target).sum(-1)
-    # rounding can push j past the last candidate with mass; pull it back there
-    index = torch.arange(p.shape[-1], device=p.device)
-    last = torch.where(p > 0, index, 0).amax(-1)
-    return torch.minimum(j, last)
 
 
 def offsets(others: Tensor, tau: float) -> Tensor:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from genmarket.mechanisms.mosaic.mechanism import sample
+from genmarket.mechanisms.base import sample
 
 __all__ = [
     "DIVERGENCE_CAP",
