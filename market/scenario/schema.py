@@ -30,6 +30,7 @@ from genmarket.market.engine.seam import (
     families,
     family_of,
 )
+from genmarket.market.engine.precision import choose_precision
 from genmarket.market.scenario.advertisers import AdvertiserGroup, LearnedEntry
 from genmarket.market.scenario.base import Grid, Strict
 from genmarket.market.scenario.errors import ScenarioError, dedupe, format_error, tag_of
@@ -92,6 +93,9 @@ class Scenario(Strict):
     replicas: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")] = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
+    # where `dtype` cannot resolve the money quantities (genmarket.market.engine.precision):
+    # "auto" computes in float64, "refuse" refuses the scenario, "as_set" runs and flags them
+    precision: Literal["auto", "refuse", "as_set"] = "auto"
     checkpoint_every: Annotated[int, Field(ge=1)] | None = None
     feedback: Feedback = Feedback()
     advertisers: Annotated[list[AdvertiserGroup], Field(min_length=1)]
@@ -129,6 +133,7 @@ class Scenario(Strict):
             )
         if self.n_advertisers > 65_000:
             raise ValueError(f"at most 65000 advertisers in one market, got {self.n_advertisers}")
+        choose_precision(self)  # refuses what the dtype cannot resolve, where asked to
         return self
 
     def variant_scenarios(self) -> list[tuple[str, Scenario]]:

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from genmarket.market.engine.precision import Magnitudes
 from genmarket.market.scenario.base import Positive, Strict
 
-__all__ = ["MosaicSettings", "OneShot", "check"]
+__all__ = ["MosaicSettings", "OneShot", "check", "magnitudes"]
 
 
 class MosaicSettings(Strict):
@@ -69,3 +71,26 @@ def check(scenario) -> None:
         if k > scenario.n_advertisers:
             raise ValueError(f"experiment.advertisers_per_instance = {k}: more than the "
                              f"{scenario.n_advertisers} advertisers of the scenario")
+
+
+def magnitudes(scenario) -> Magnitudes | None:
+    """The numbers a MOSAIC run computes (`Family.magnitudes`), in reward units. Utilities and
+    payments are differences of tau * logsumexp(scores) (Theorem 5.1), whose magnitude is about
+    tau * (log M + |log pi_ref - log pi_gen|) plus the largest reward, while the quantities
+    reported must resolve one nat of reward at the smallest advertiser's scale. Nominally one nat
+    per reply token for the rewards and for the context-aware generator's correction (the run
+    measures the real size: the adapter's `magnitude`). None when every reward scale is 0."""
+    highs = [g.value_dist.support[1] for g in scenario.advertisers]
+    positive = [h for h in highs if h > 0]
+    if not positive:
+        return None
+    mc, ex = scenario.mechanism, scenario.experiment
+    M = max(ex.candidates) if ex is not None else mc.candidates
+    context = "context" in ex.generators if ex is not None else mc.generator == "context"
+    L = scenario.language.length
+    nats = math.log(M) + (L if context else 0)
+    largest = max(highs) * L + mc.tau * nats
+    scale = min(positive)
+    return Magnitudes(largest, scale,
+                      f"tau * (log M + {L if context else 0} nats) + reward scale {max(highs):.3g}"
+                      f" x {L} nats = {largest:.3g} against a reward scale of {scale:.3g} x 1 nat")
