@@ -36,9 +36,9 @@ __all__ = ["EPSILON", "RESOLUTION", "SLACK", "Magnitudes", "PrecisionChoice", "c
 EPSILON = {"float32": 2.0**-23, "float64": 2.0**-52}
 # the share of the money scale the rounding may reach: quantities resolved to 0.1%
 RESOLUTION = 1e-3
-# how many times eps * L the error of a reported quantity may reach: measured 0.02 to 0.2 with
-# L the largest intermediate of the LLM aggregation auction's markets (tau 1e2 to 1e6, its adapter's measure), whose
-# few operations after it mostly round alike; 1 keeps a margin
+# how many times eps * L the error of a reported quantity may reach: measured 0.13 for the
+# misreport gain of an LLM aggregation market at tau = 1e6 (L its adapter's measure), whose few
+# operations after L mostly round alike; 1 keeps a margin
 SLACK = 1.0
 TORCH = {"float32": torch.float32, "float64": torch.float64}
 
@@ -161,3 +161,14 @@ def runtime_record(choice: PrecisionChoice, largest: float | None, metrics: dict
     unresolved = [k for k in money if coarse and metrics.get(k) is not None
                   and abs(metrics[k]) <= bound]
     return {**out, "rounding_bound": bound, "unresolved": unresolved}
+
+
+def unresolved_line(record: dict[str, Any] | None) -> str | None:
+    """The sentence a summary's precision record (`runtime_record`) calls for: which money
+    metrics are within the rounding bound (None where none are, or for older summaries)."""
+    if not record or not record.get("unresolved"):
+        return None
+    return (f"Unresolved in {record['dtype']}: {', '.join(record['unresolved'])} are within the "
+            f"rounding bound ±{record['rounding_bound']:.3g} (money units; {record['dtype']} "
+            f"epsilon x the largest intermediate, {record['measured_largest']:.3g}), so rounding "
+            "alone could have produced them; run with precision = 'auto' or dtype = 'float64'.")
