@@ -47,6 +47,8 @@ def test_default_switches_to_float64_and_agrees_with_it():
     as32 = summary(mosaic(1e6, precision="as_set"))
     assert auto["precision"]["dtype"] == "float64" and auto["precision"]["asked"] == "float32"
     assert "not the float32 set" in auto["precision"]["sentence"]
+    scenario = validate_scenario(mosaic(1e6)).model_dump(mode="json")
+    assert any("not the float32 set" in x for x in run_sentences(auto, scenario, MOSAIC))
     for k in MONEY:
         assert auto["metrics"][k] == pytest.approx(as64["metrics"][k], abs=1e-6), k
     # the error the switch avoids is real: float32 gets a misreport gain far from float64's

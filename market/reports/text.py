@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genmarket.market.engine.seam import ENGINE_METRICS, EXPERIMENTS, WORLDS, Family, MetricSpec
 from genmarket.market.engine.precision import unresolved_line
+from genmarket.market.engine.seam import ENGINE_METRICS, EXPERIMENTS, WORLDS, Family, MetricSpec
 from genmarket.market.reports.specs import compared, label, unit, unraveling_columns
 from genmarket.market.scenario import validate_scenario
 
@@ -250,6 +250,8 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
                                                                if text else "") + ".")
     if summary.get("unraveling") and not fixed:  # fixed entry cannot unravel
         out.append(unraveling_sentence(summary["unraveling"], summary))
+    if prec.get("asked") and prec.get("dtype") != prec["asked"]:  # switched: say why
+        out.append(_capital(prec["sentence"]) + ".")
     flag = unresolved_line(prec)
     return out + ([flag] if flag else [])
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from genmarket.market.engine.precision import choose_precision
 from genmarket.market.engine.seam import (
     ENGINE_METRICS,
     EXPERIMENTS,
@@ -30,7 +31,6 @@ from genmarket.market.engine.seam import (
     families,
     family_of,
 )
-from genmarket.market.engine.precision import choose_precision
 from genmarket.market.scenario.advertisers import AdvertiserGroup, LearnedEntry
 from genmarket.market.scenario.base import Grid, Strict
 from genmarket.market.scenario.errors import ScenarioError, dedupe, format_error, tag_of
