@@ -18,6 +18,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from genmarket.market.engine.precision import choose_precision, unresolved_line
 from genmarket.market.engine.seam import EXPERIMENTS
 from genmarket.market.running.api import configure
 from genmarket.market.scenario import ScenarioError, load_scenario
@@ -143,6 +144,12 @@ def _summary_table(summary: dict) -> RenderableType:
     conv = convergence_line(summary)
     if conv is not None:
         lines.append(Text(conv))
+    prec = summary.get("precision")
+    if prec:
+        lines.append(Text(f"precision: {prec['sentence']}"))
+        flag = unresolved_line(prec)
+        if flag is not None:
+            lines.append(Text(flag, style="bold red"))
     return Group(*lines)
 
 
@@ -164,10 +171,13 @@ def cmd_validate(args) -> int:
     if ex is not None:
         out.print(f"{args.scenario}: ok — {scenario.name}, "
                   f"{EXPERIMENTS.lookup(ex.kind).describe(scenario)}")
-        return 0
-    out.print(f"{args.scenario}: ok — {scenario.name}, {scenario.mechanism.kind}, {n} advertisers, "
-              f"{scenario.steps} steps x {scenario.auctions_per_step} auctions x "
-              f"{scenario.replicas} replica(s)")
+    else:
+        out.print(f"{args.scenario}: ok — {scenario.name}, {scenario.mechanism.kind}, {n} "
+                  f"advertisers, {scenario.steps} steps x {scenario.auctions_per_step} auctions x "
+                  f"{scenario.replicas} replica(s)")
+    for name, sub in variants or [(None, scenario)]:
+        out.print(f"  precision{f' ({name})' if name else ''}: {choose_precision(sub).sentence()}",
+                  markup=False)
     return 0
 
 

@@ -137,7 +137,12 @@ class Family:
     the path). panels — the run's figures. examples(device, dtype, seed) — contract batches. money — its money unit. truthful — what
     truthful play is called. acts — the agents.parquet column that holds what it chose ("bid" or
     "report"). citation — the paper the mechanism comes from; citations — per kind, where the
-    family's kinds come from different papers (`cite(kind)` picks).
+    family's kinds come from different papers (`cite(kind)` picks). magnitudes(scenario) — the
+    sizes of the numbers a run of the scenario computes, a `precision.Magnitudes` (the largest
+    intermediate of its money quantities and the money differences they must resolve, in its
+    money unit), from which the engine picks or refuses the dtype (`precision`); None: not
+    checked. Its adapter may also measure the largest intermediate at run time (the optional
+    `magnitude` hook of `MarketAdapter`).
     """
 
     name: str
@@ -158,6 +163,7 @@ class Family:
     citation: str = ""
     accepts: Callable[[str], bool] | None = None
     citations: Mapping[str, str] = field(default_factory=dict)
+    magnitudes: Callable[[Any], Any] | None = None
 
     def cite(self, kind: str) -> str:
         """The paper mechanism `kind` comes from ('' when the family names none)."""
@@ -348,6 +354,9 @@ class MarketAdapter(Protocol):
     Optional: samples(round, cleared, k) -> at most k readable records of replica 0's auctions
         of this round (see `Sample`); called on collection steps only, and only when the
         scenario's `[metrics] samples` is above 0, so an adapter without it costs nothing.
+    Optional: magnitude(round, cleared) -> float, the largest magnitude an intermediate of the
+        round's money quantities reached (money units), on collection steps; the run's maximum
+        bounds their rounding in the summary (`genmarket.market.engine.precision`).
     """
 
     def clear(self, rnd: Round) -> Cleared: ...

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from safetensors.torch import load_file, save_file
 
+from genmarket.market.engine.precision import choose_precision
 from genmarket.market.running.integrity import IntegrityError, check_state, sha256, tensors_name
 
 MANIFEST, SUMMARY, STATE = "manifest.json", "summary.json", "state.json"
@@ -103,6 +104,7 @@ class RunFolder:
             "scenario": scenario.model_dump(mode="json"),
             "seed": scenario.seed,
             "device": device,
+            "precision": choose_precision(scenario).record(),
             "versions": package_versions(),
             "git_commit": git_commit(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

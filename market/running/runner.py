@@ -10,6 +10,7 @@ import pandas as pd
 
 from genmarket.market.engine.collect import frames
 from genmarket.market.engine.market import Market
+from genmarket.market.engine.precision import runtime_record
 from genmarket.market.engine.seam import EXPERIMENTS, family_of
 from genmarket.market.running.diagnose import write_diagnostics
 from genmarket.market.running.folder import RunFolder, RunFolderError, write_json
@@ -104,6 +105,9 @@ def run_scenario(
     summary = summarize(metrics, agents, scenario.steps, model.family,
                         scenario.metrics.unraveling_threshold)
     summary.update(write_diagnostics(model, folder.path))
+    money = [s.name for s in model.family.metrics if s.unit == "money" and not s.per_group]
+    summary["precision"] = runtime_record(model.precision, model.largest_magnitude,
+                                          summary["metrics"], money)
     write_json(folder.path / "summary.json", summary)
     loop_seconds = time.perf_counter() - t0
     if figures:

@@ -133,7 +133,7 @@ def format_error(err: dict[str, Any], data: dict[str, Any]) -> str | None:
     if kind == "value_error":
         msg = str(ctx.get("error", err["msg"]))
         roots = ("advertisers", "advertiser group", "metrics", "mechanism", "experiment",
-                 "steps", "variants", *WORLDS, *(data if isinstance(data, dict) else ()))
+                 "steps", "variants", "dtype", *WORLDS, *(data if isinstance(data, dict) else ()))
         # a message that already starts with a path: a root, then a delimiter
         if any(re.match(re.escape(str(r)) + r"([.\[: ]|$)", msg) for r in roots):
             return msg

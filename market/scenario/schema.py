@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from genmarket.market.engine.precision import choose_precision
 from genmarket.market.engine.seam import (
     ENGINE_METRICS,
     EXPERIMENTS,
@@ -92,6 +93,9 @@ class Scenario(Strict):
     replicas: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")] = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
+    # where `dtype` cannot resolve the money quantities (genmarket.market.engine.precision):
+    # "auto" computes in float64, "refuse" refuses the scenario, "as_set" runs and flags them
+    precision: Literal["auto", "refuse", "as_set"] = "auto"
     checkpoint_every: Annotated[int, Field(ge=1)] | None = None
     feedback: Feedback = Feedback()
     advertisers: Annotated[list[AdvertiserGroup], Field(min_length=1)]
@@ -129,6 +133,7 @@ class Scenario(Strict):
             )
         if self.n_advertisers > 65_000:
             raise ValueError(f"at most 65000 advertisers in one market, got {self.n_advertisers}")
+        choose_precision(self)  # refuses what the dtype cannot resolve, where asked to
         return self
 
     def variant_scenarios(self) -> list[tuple[str, Scenario]]:

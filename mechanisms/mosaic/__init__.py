@@ -21,7 +21,7 @@ from genmarket.mechanisms.mosaic.oneshot_report import (
     one_shot_sentences,
     one_shot_table,
 )
-from genmarket.mechanisms.mosaic.settings import MosaicSettings, OneShot, check
+from genmarket.mechanisms.mosaic.settings import MosaicSettings, OneShot, check, magnitudes
 
 __all__ = ["FAMILY", "ONE_SHOT", "Mosaic", "MosaicAdapter", "MosaicBatch", "MosaicOutcome",
            "mosaic_batch"]
@@ -68,6 +68,7 @@ FAMILY = Family(
     world="language",
     profiles=True,
     check=check,
+    magnitudes=magnitudes,
     experiments=("one_shot",),
     money="reward units per auction",
     truthful="truthful reporting",

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from genmarket.market.engine.precision import Magnitudes
 from genmarket.market.scenario.base import Positive, Strict
 
-__all__ = ["MosaicSettings", "OneShot", "check"]
+__all__ = ["MosaicSettings", "OneShot", "check", "magnitudes"]
 
 
 class MosaicSettings(Strict):
@@ -69,3 +71,32 @@ def check(scenario) -> None:
         if k > scenario.n_advertisers:
             raise ValueError(f"experiment.advertisers_per_instance = {k}: more than the "
                              f"{scenario.n_advertisers} advertisers of the scenario")
+
+
+# nominal size of a reply token's log-ratio, for the rewards (log pi_i - log pi_ref) and the
+# context-aware generator's correction (log pi_ref - log pi_gen), in nats: the synthetic world's
+# largest scores measure 1.5 to 1.7 nats per token of correction
+NATS_PER_TOKEN = 2.0
+
+
+def magnitudes(scenario) -> Magnitudes | None:
+    """The numbers a MOSAIC run computes (`Family.magnitudes`), in reward units. Utilities and
+    payments are differences of tau * logsumexp(scores) (Theorem 5.1), whose magnitude is about
+    tau * (log M + |log pi_ref - log pi_gen|) plus the largest reward, while the quantities
+    reported must resolve one nat of reward at the smallest advertiser's scale. Log-ratios are
+    taken as NATS_PER_TOKEN per reply token (the run measures the real size: the adapter's
+    `magnitude`). None when every reward scale is 0."""
+    highs = [g.value_dist.support[1] for g in scenario.advertisers]
+    positive = [h for h in highs if h > 0]
+    if not positive:
+        return None
+    mc, ex = scenario.mechanism, scenario.experiment
+    M = max(ex.candidates) if ex is not None else mc.candidates
+    context = "context" in ex.generators if ex is not None else mc.generator == "context"
+    nats = NATS_PER_TOKEN * scenario.language.length
+    correction = nats if context else 0.0
+    largest = max(highs) * nats + mc.tau * (math.log(M) + correction)
+    scale = min(positive)
+    return Magnitudes(largest, scale,
+                      f"tau * (log M + {correction:g} nats) + reward scale {max(highs):.3g} x "
+                      f"{nats:g} nats = {largest:.3g} against a reward scale of {scale:.3g} x 1 nat")
