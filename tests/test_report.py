@@ -306,7 +306,7 @@ def test_unknown_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="not a genmarket folder: expected a run folder"):
         write_report(tmp_path)
-    with pytest.raises(ValueError, match="not a genmarket folder"):
+    with pytest.raises(ValueError, match="missing: no such folder"):
         write_report(tmp_path / "missing")
 
 

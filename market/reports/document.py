@@ -131,5 +131,16 @@ def _num_class(v: str) -> str:
     return ' class="num"' if re.fullmatch(r"[-+−]?[\d.,]+( ± [\d.,]+)?%?", v) else ""
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in file `path`. Raises ValueError, one line naming the file, when it is
+    missing, not JSON (damaged, cut short) or not an object."""
+    what = "re-run the command that wrote the folder"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing: {what}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}): the file is damaged; {what}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON object (a {type(data).__name__}): {what}")
+    return data
