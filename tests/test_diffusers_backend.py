@@ -235,6 +235,21 @@ def test_batching_over_auctions_equals_each_alone(pixel_model, scorer):
     assert isinstance(again, DiffusersBackend)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu(latent_model, scorer):
+    base, advertisers, sets = auctions()
+    weights = torch.tensor([[0.25, 0.25, 0.5], [0.0, 0.7, 0.3]])
+    out = []
+    for device in ("cpu", "cuda"):
+        backend = DiffusersBackend(WORLD, model=str(latent_model), scorer=str(scorer),
+                                   steps=STEPS, guidance=3.0, device=device)
+        noise = torch.randn(2, 2, *backend.shape, generator=torch.Generator().manual_seed(11))
+        images = backend.sample(base, advertisers, sets, weights, noise)
+        out.append((images.cpu(), backend.alignment(images, advertisers).cpu()))
+    assert (out[0][0] - out[1][0]).abs().max() < 1e-3
+    assert (out[0][1] - out[1][1]).abs().max() < 1e-3
+
+
 def test_alignment_quality_and_png(pixel_model, scorer):
     import numpy as np
     from PIL import Image

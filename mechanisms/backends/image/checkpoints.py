@@ -139,6 +139,9 @@ def load_components(model: str, device: str, dtype: torch.dtype) -> Components:
     if scheduler.config.get("algorithm_type", "").startswith("sde"):
         raise _fail(folder, f"scheduler algorithm_type = {scheduler.config['algorithm_type']} "
                             "draws noise at every step; use a deterministic one")
+    if scheduler.config.get("use_dynamic_shifting", False):
+        raise _fail(folder, "scheduler use_dynamic_shifting = true needs a resolution-dependent "
+                            "shift (FLUX's); set it false with a fixed `shift`")
     if scheduler.config.get("stochastic_sampling", False):
         raise _fail(folder, "scheduler stochastic_sampling = true draws noise at every step")
     parts = [m for m in (denoiser, text_encoder, vae) if m is not None]
