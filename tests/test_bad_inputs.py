@@ -264,6 +264,7 @@ CASES = [
     Case("latin1", 'name = "\xe9t\xe9"\n'.encode("latin-1"), "not a text file (not UTF-8)"),
     Case("json", '{"name": "x", "steps": 20}\n', "JSON"),
     Case("deep_arrays", _deep(5000), "nested too deeply"),
+    Case("deep_arrays_100", _deep(100), "nested too deeply: x[0][0]"),
     Case("deep_tables", 'name = "deep"\nx = ' + "{a=" * 5000 + "1" + "}" * 5000 + "\n",
          "nested too deeply"),
     Case("empty", "", "name: required"),
