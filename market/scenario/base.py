@@ -8,7 +8,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 # pydantic's strict mode: a TOML value of the wrong type is an error, never coerced ("20" is not
 # 20, 3.0 is not 3, true is not 1, "off" is not false). An integer where a float is wanted stays
 # accepted (TOML users write 1 for 1.0) and becomes a float.

@@ -12,7 +12,6 @@ from typing import Any
 from genmarket.market.engine.seam import WORLDS, families, family_of
 from genmarket.market.scenario.advertisers import strategy_kinds
 
-
 # the most characters of a value an error echoes, and of one problem line
 SHOWN = 100
 LINE = 400

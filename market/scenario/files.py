@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from genmarket.market.scenario.errors import ScenarioError
+from genmarket.market.scenario.machine import check_machine
 from genmarket.market.scenario.merge import deep_merge
 from genmarket.market.scenario.schema import Scenario, validate_scenario
 
@@ -15,7 +16,9 @@ __all__ = ["load_scenario"]
 
 def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> Scenario:
     """Read a TOML scenario, apply overrides (top-level keys such as seed, steps, replicas and
-    device; a nested mapping merges into its section), validate. Raises ScenarioError."""
+    device; a nested mapping merges into its section), validate, and check it against this
+    machine (`check_machine`: the CUDA device, the world's files, memory per round). Returns the
+    `Scenario`; raises ScenarioError naming the file."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -37,7 +40,9 @@ def load_scenario(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     if deep is not None:
         raise ScenarioError(str(path), [_too_deep(f"{deep} is")])
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return validate_scenario(deep_merge(data, given), str(path))
+    scenario = validate_scenario(deep_merge(data, given), str(path))
+    check_machine(scenario, str(path))
+    return scenario
 
 
 # A scenario is a few levels deep (advertisers[0].strategy.multipliers.low is 4); a file far

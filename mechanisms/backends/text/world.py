@@ -10,12 +10,14 @@ synthetic world, or any local transformers model) draws and scores replies.
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Annotated, get_type_hints
 
 from pydantic import Field, create_model, model_validator
 
 from genmarket.market.engine.seam import World
 from genmarket.market.scenario.base import Positive, Strict
+from genmarket.market.scenario.errors import shown
 from genmarket.mechanisms.backends.text.base import (
     BACKENDS,
     AdvertiserProfile,
@@ -23,6 +25,7 @@ from genmarket.mechanisms.backends.text.base import (
     TextWorld,
     get_backend,
 )
+from genmarket.mechanisms.backends.text.hf import resolve_model
 from genmarket.mechanisms.backends.text.synthetic import SyntheticTextBackend, check_settings
 
 __all__ = ["LANGUAGE", "Language", "QueryConfig", "build_backend", "build_world", "relevance_matrix"]
@@ -179,4 +182,24 @@ def describe_world(section: dict) -> str:
             f"most {section.get('length', 12)} tokens")
 
 
-LANGUAGE = World("language", Language, build_world, check_world, describe_world)
+def machine_world(scenario) -> None:
+    """What only this machine can tell: the real-model backend's model is there and readable
+    (a folder with config.json, a .gguf file, or 'smollm2' with its package), and the packages
+    a GGUF file needs are installed. Raises ValueError naming language.model."""
+    lang = scenario.language
+    if lang.backend != "hf":
+        return
+    model = lang.model
+    try:
+        folder, gguf = resolve_model(model)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        reason = str(exc).removeprefix("hf backend: ")
+        for echo in (f"model folder '{model}' ", f"model '{model}' "):
+            reason = reason.removeprefix(echo)
+        raise ValueError(f"language.model = {shown(model)}: {reason}") from None
+    path = folder / gguf if gguf else folder / "config.json"
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"language.model = {shown(model)}: {path} cannot be read (permission)")
+
+
+LANGUAGE = World("language", Language, build_world, check_world, describe_world, machine_world)
