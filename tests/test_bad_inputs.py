@@ -110,6 +110,8 @@ CASES = [
     Case("steps_bool", edit(CLASSIC, "steps = 20", "steps = true"), "steps = true: must be an integer"),
     Case("steps_float", edit(CLASSIC, "steps = 20", "steps = 20.0"), "steps = 20.0: must be an integer"),
     Case("seed_string", edit(CLASSIC, "seed = 1", 'seed = "7"'), "seed = '7': must be an integer"),
+    Case("auctions_1e6", edit(CLASSIC, "auctions_per_step = 4", "auctions_per_step = 1e6"),
+         "auctions_per_step = 1000000.0: must be an integer, not a decimal number (write 1000000)"),
     Case("replicas_float", edit(CLASSIC, "replicas = 1", "replicas = 1.0"),
          "replicas = 1.0: must be an integer"),
     Case("auctions_string", edit(CLASSIC, "auctions_per_step = 4", 'auctions_per_step = "4"'),

@@ -100,7 +100,10 @@ _GIVEN = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"),
 
 def _wrong_type(kind: str, value: Any) -> str:
     given = next((word for t, word in _GIVEN if isinstance(value, t)), type(value).__name__)
-    return f"{_WANTED[kind]}, not {given}"
+    hint = ""
+    if kind == "int_type" and isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        hint = f" (write {int(value)})"  # 1e6 in TOML is a float
+    return f"{_WANTED[kind]}, not {given}{hint}"
 
 
 def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
