@@ -46,13 +46,16 @@ from genmarket.market.scenario.merge import deep_merge, nested_overrides
 __all__ = ["Market", "resolve_device"]
 
 
-def as_scenario(scenario: Scenario | dict | str | Path, overrides: dict[str, Any]) -> Scenario:
+def as_scenario(scenario: Scenario | dict | str | Path, overrides: dict[str, Any],
+                device: str | torch.device | None = None) -> Scenario:
     """A validated scenario from a Scenario, a mapping or a TOML path, with `overrides` merged
-    in (`mechanism__reserve=0.1` sets mechanism.reserve)."""
+    in (`mechanism__reserve=0.1` sets mechanism.reserve). A path is also checked against this
+    machine, on `device` when given (instead of the file's)."""
     if isinstance(scenario, str | Path):
-        if not overrides:
-            return load_scenario(scenario)
-        return load_scenario(scenario, nested_overrides(overrides))
+        over = nested_overrides(overrides)
+        if device is not None:
+            over["device"] = str(device)
+        return load_scenario(scenario, over)
     if isinstance(scenario, dict):
         data = scenario
     elif not overrides:
@@ -79,7 +82,7 @@ class Market(mesa.Model):
 
     def __init__(self, scenario: Scenario | dict | str | Path, device: str | torch.device | None = None,
                  **overrides: Any):
-        scenario = as_scenario(scenario, overrides)
+        scenario = as_scenario(scenario, overrides, device)
         super().__init__(rng=scenario.seed)
         self.scenario = scenario
         self.family = family_of(scenario.mechanism.kind)

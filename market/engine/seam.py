@@ -92,14 +92,18 @@ class World:
     """A world a family may need: `section` is the scenario's top-level key (`language`),
     `settings` its pydantic model (its docstring's first line, after the colon, says what the
     section holds), `build(scenario)` the object the adapters receive, `check(scenario)` the
-    rules between the world and the rest of the scenario (raise ValueError with the path) and
-    `describe(section)` one line for reports, from the section as a manifest holds it."""
+    rules between the world and the rest of the scenario (raise ValueError with the path),
+    `describe(section)` one line for reports, from the section as a manifest holds it, and
+    `machine(scenario)` the rules only this machine can tell (files, optional packages; raise
+    ValueError with the path), checked when a scenario file is loaded to be run, never when a
+    finished run's scenario is read back."""
 
     section: str
     settings: type
     build: Callable[[Any], Any]
     check: Callable[[Any], None] | None = None
     describe: Callable[[dict], str] | None = None
+    machine: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,10 @@ class Family:
     intermediate of its money quantities and the money differences they must resolve, in its
     money unit), from which the engine picks or refuses the dtype (`precision`); None: not
     checked. Its adapter may also measure the largest intermediate at run time (the optional
-    `magnitude` hook of `MarketAdapter`).
+    `magnitude` hook of `MarketAdapter`). round_numbers(scenario) —
+    how many numbers (tensor elements) one auction of one replica holds at once in the family's
+    own tensors during a round, beyond the engine's estimate (see
+    `genmarket.market.scenario.machine`); None: the engine's estimate covers the family.
     """
 
     name: str
@@ -164,6 +171,7 @@ class Family:
     accepts: Callable[[str], bool] | None = None
     citations: Mapping[str, str] = field(default_factory=dict)
     magnitudes: Callable[[Any], Any] | None = None
+    round_numbers: Callable[[Any], int] | None = None
 
     def cite(self, kind: str) -> str:
         """The paper mechanism `kind` comes from ('' when the family names none)."""

@@ -21,7 +21,13 @@ from genmarket.mechanisms.mosaic.oneshot_report import (
     one_shot_sentences,
     one_shot_table,
 )
-from genmarket.mechanisms.mosaic.settings import MosaicSettings, OneShot, check, magnitudes
+from genmarket.mechanisms.mosaic.settings import (
+    MosaicSettings,
+    OneShot,
+    check,
+    magnitudes,
+    round_numbers,
+)
 
 __all__ = ["FAMILY", "ONE_SHOT", "Mosaic", "MosaicAdapter", "MosaicBatch", "MosaicOutcome",
            "mosaic_batch"]
@@ -75,4 +81,5 @@ FAMILY = Family(
     acts="report",
     citation="E. Soumalias, M. Curry, S. Seuken et al. (2024), Truthful aggregation of LLMs "
              "with an application to online advertising",
+    round_numbers=round_numbers,
 )

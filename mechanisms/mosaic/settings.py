@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from genmarket.market.engine.precision import Magnitudes
 from genmarket.market.scenario.base import Positive, Strict
 
-__all__ = ["MosaicSettings", "OneShot", "check", "magnitudes"]
+__all__ = ["MosaicSettings", "OneShot", "check", "magnitudes", "round_numbers"]
 
 
 class MosaicSettings(Strict):
@@ -100,3 +100,21 @@ def magnitudes(scenario) -> Magnitudes | None:
     return Magnitudes(largest, scale,
                       f"tau * (log M + {correction:g} nats) + reward scale {max(highs):.3g} x "
                       f"{nats:g} nats = {largest:.3g} against a reward scale of {scale:.3g} x 1 nat")
+
+
+def round_numbers(scenario) -> int:
+    """Numbers one MOSAIC auction (of one replica) holds at once in a round, beyond the
+    engine's: M candidate replies of L tokens with their rewards under each of the n advertisers,
+    for the round and for each advertiser's flipped world (n + 1 sets), and for the synthetic
+    world the three next-token tables [states + 1, V] of each generation (V = G + T * W +
+    n * (1 + P) tokens; see its module). Measured on a CPU, float32, R = 4, B = 1,024: 10 to 30%
+    below the peak for n = 6 and 12, M = 32 and 64, L = 12 and 48."""
+    n, M = scenario.n_advertisers, scenario.mechanism.candidates
+    lang = scenario.language
+    numbers = (n + 1) * M * (3 * lang.length + 4 * n)
+    if lang.backend == "synthetic":
+        syn = lang.synthetic
+        V = syn.general_words + len(lang.topics) * syn.topic_words + n * (1 + syn.product_words)
+        generations = n + 1 if scenario.mechanism.generator == "context" else 1
+        numbers += generations * 3 * (syn.states + 1) * V
+    return numbers
