@@ -44,3 +44,15 @@ def test_bench_mosaic_backend_rows():
 
     rows = backend_rows("cpu", reps=1, smollm2=False)
     assert len(rows) == 2 and all(r.count("|") == BACKEND_HEADER[0].count("|") for r in rows)
+
+
+def test_bench_diffusion_concept_row():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch
+    from bench_diffusion import HEADER, NS, WORLD, speed_row
+
+    from genmarket.mechanisms.backends.image import get_backend
+
+    backend = get_backend("concept", WORLD, dtype=torch.float32, steps=2)
+    row = speed_row("concept", backend, 2, 2, "cpu", reps=1)
+    assert row.count("|") == HEADER[0].count("|") and row.count("ratio ") == len(NS)
