@@ -55,4 +55,4 @@ def test_bench_diffusion_concept_row():
 
     backend = get_backend("concept", WORLD, dtype=torch.float32, steps=2)
     row = speed_row("concept", backend, 2, 2, "cpu", reps=1)
-    assert row.count("|") == HEADER[0].count("|") and row.count("ratio ") == len(NS)
+    assert row.count("|") == HEADER[0].count("|") and row.count("images/s, ratio ") == len(NS)
