@@ -97,3 +97,107 @@ def test_regret_falls_with_k(tables):
     r5, r50 = (regret_table(tables[k], B1, B1, B2, B2) for k in (5, 50))
     assert r50["regret"].mean() < r5["regret"].mean()
     assert r50["distance"].mean() < r5["distance"].mean()
+
+
+NAMES = ("NorthFace", "Gatorade", "Marriott", "RayBan")
+SCENARIO = {
+    "name": "paper-grid-test",
+    "seed": 1,
+    "dtype": "float64",
+    "mechanism": {"kind": "diffusion"},
+    "image": {"backend": "concept", "prompts": list(BASES), "steps": 4},
+    "experiment": {"kind": "paper_grid", "bids1": [0.0, 0.5, 1.0], "bids2": [0.0, 1.0],
+                   "samples": [2, 4], "seeds": 2, "image_prompt": 1,
+                   "pairs": [{"prompt": 1, "advertisers": ["RayBan", "Marriott"]},
+                             {"prompt": 0, "advertisers": ["NorthFace", "Gatorade"]}]},
+    "advertisers": [{"group": g, "count": 1, "description": d}
+                    for g, d in zip(NAMES, ADS, strict=True)],
+}
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    from genmarket.market.running.runner import run_scenario
+    from genmarket.market.scenario import validate_scenario
+
+    out = tmp_path_factory.mktemp("paper") / "run"
+    res = run_scenario(validate_scenario(copy.deepcopy(SCENARIO)), out, figures=True)
+    return res, out
+
+
+def test_scenario_runs_end_to_end(experiment):
+    res, out = experiment
+    auctions = pd.read_parquet(out / "auctions.parquet")
+    regret = pd.read_parquet(out / "regret.parquet")
+    assert len(auctions) == 2 * 2 * 3 * 2 * 2 and sorted(auctions["k"].unique()) == [2, 4]
+    assert len(regret) == 2 * 2 * 3 * 2 * 2  # prompts x seeds x m1 x m2 x k
+    summary = res.summary
+    assert [c["k"] for c in summary["cells"]] == [2, 4]
+    # the pairs' order and names: prompt 1 (the pool) with Ray-Ban first
+    assert summary["prompts"] == [BASES[1], BASES[0]]
+    assert summary["advertisers"] == [["RayBan", "Marriott"], ["NorthFace", "Gatorade"]]
+    for name in ("fig1_alignment", "fig2_welfare", "fig3_truthfulness", "fig4_quality",
+                 "fig5_images"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 0
+    # Fig. 5: the five bid pairs of the paper, for the pair image_prompt = 1 (the hiker's)
+    images = pd.read_parquet(out / "images.parquet")
+    assert list(zip(images["b1"], images["b2"], strict=True)) == [
+        (0.0, 1.0), (0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (1.0, 0.0)]
+    assert all((out / f).read_bytes()[:4] == b"\x89PNG" for f in images["file"])
+    assert images["align1"].iloc[-1] > images["align1"].iloc[0]
+    assert images["align2"].iloc[0] > images["align2"].iloc[-1]
+
+
+def test_report_and_table_render(experiment):
+    from rich.console import Console
+
+    from genmarket.market.reports.report import write_report
+    from genmarket.mechanisms.diffusion.paper import PAPER_GRID
+
+    res, out = experiment
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(PAPER_GRID.table(res.summary))
+    text = console.export_text()
+    assert "welfare gain" in text and text.count("\n") >= 4
+    sentences = PAPER_GRID.sentences(res.summary)
+    assert any("Bid monotonicity" in s for s in sentences)
+    assert any("t-interval over 2 seeds" in s for s in sentences)
+    html, md = write_report(out)
+    page = html.read_text()
+    assert "Fig. 5" in page and "Bid monotonicity" in page and "data:image/png" in page
+    assert "Fig. 1" in md.read_text()
+
+
+def test_resume_reruns_only_missing_k(experiment, tmp_path):
+    import shutil
+
+    from genmarket.market.running.runner import run_scenario
+    from genmarket.market.scenario import validate_scenario
+
+    _, out = experiment
+    copy_ = tmp_path / "run"
+    shutil.copytree(out, copy_)
+    (copy_ / "parts" / "auctions-k00004.parquet").unlink()
+    res = run_scenario(validate_scenario(copy.deepcopy(SCENARIO)), copy_, resume=True,
+                       figures=False)
+    assert res.resumed_from == 1
+    pd.testing.assert_frame_equal(pd.read_parquet(copy_ / "auctions.parquet"),
+                                  pd.read_parquet(out / "auctions.parquet"))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"pairs": [{"prompt": 0, "advertisers": ["NorthFace", "Nike"]}]},
+     r"experiment.pairs\[0\].advertisers: 'Nike' is not an advertiser's name"),
+    ({"pairs": [{"prompt": 5, "advertisers": ["NorthFace", "Gatorade"]}]},
+     r"experiment.pairs\[0\].prompt = 5"),
+    ({"values1": [0.25]}, r"experiment.values1: 0.25 is not on experiment.bids1"),
+    ({"samples": [4, 2]}, r"experiment.samples = \[4, 2\]: must be increasing"),
+])
+def test_bad_settings_say_which_field(change, match, tmp_path):
+    from genmarket.market.running.runner import run_scenario
+    from genmarket.market.scenario import validate_scenario
+
+    sc = copy.deepcopy(SCENARIO)
+    sc["experiment"].update(change)
+    with pytest.raises(ValueError, match=match):
+        run_scenario(validate_scenario(sc), tmp_path / "run", figures=False)

@@ -229,7 +229,7 @@ def run_paper_grid(scenario, out: str | Path, resume: bool = False, progress: bo
 def describe_paper_grid(scenario) -> str:
     """One line for `genmarket validate`."""
     ex = scenario.experiment
-    n = len(ex.pairs) if ex.pairs is not None else len(scenario.image.prompts)
+    n = len(resolve_pairs(scenario))  # also checks the pairs' names and indices
     return (f"diffusion paper grid: {n} base prompts x {len(ex.bids1)} x {len(ex.bids2)} bids "
             f"x {ex.seeds} seeds, k in {list(ex.samples)}, auction and single-winner baseline")
 

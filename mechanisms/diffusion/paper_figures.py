@@ -71,12 +71,13 @@ def truthfulness_figure(regret: pd.DataFrame) -> Figure:
     per["prompt"] = (per["prompt"] + 1).map(lambda p: f"prompt {p}")
     mean = _per_seed(regret, ["k"], ["regret", "distance"]).assign(prompt="all prompts")
     data = pd.concat([per, mean], ignore_index=True)
+    colours = {**F.palette(sorted(per["prompt"].unique())), "all prompts": (0, 0, 0)}
     fig, axes = F.plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     for ax, col, ylabel, title in (
             (axes[0], "regret", "(u(best bid) - u(truthful)) / u(truthful)", "(a) regret"),
             (axes[1], "distance", "|best bid - true value|", "(b) truthful-to-best distance")):
-        F.sns.lineplot(data=data, x="k", y=col, hue="prompt", marker="o",
-                       errorbar=F.interval95, ax=ax)
+        F.sns.lineplot(data=data, x="k", y=col, hue="prompt", hue_order=list(colours),
+                       palette=colours, marker="o", errorbar=F.interval95, ax=ax)
         ax.set(xlabel="samples k", ylabel=ylabel, title=title)
         ax.legend(fontsize=7)
     return F.done(fig)

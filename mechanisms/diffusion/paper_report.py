@@ -59,9 +59,10 @@ def paper_sentences(summary: dict) -> list[str]:
     where = (f"; the largest mean gain of one bid cell is {_pct(best.get('gain'))} (prompt "
              f"{best['prompt'] + 1}, b1 = {best['b1']:g}, b2 = {best['b2']:g}, k = {k})"
              if best else "")
-    out.append(f"Welfare (Fig. 2): the relative welfare gain over the single-winner baseline, "
-               f"mean over the auctions whose baseline welfare is positive, is {gains}; the "
-               f"auction's welfare is at least the baseline's in "
+    out.append(f"Welfare (Fig. 2): the relative welfare gain over the single-winner baseline "
+               f"(welfare / baseline welfare - 1, both bidding truthfully), mean over the "
+               f"auctions whose baseline welfare is positive, is {gains}; the "
+               f"auction's welfare is above the baseline's in "
                f"{_pct(hi.get('gain_positive_share'))} of them at k = {k}{where}.")
     if len(cells) > 1:
         way = ("falls" if hi["regret"] is not None and lo["regret"] is not None
