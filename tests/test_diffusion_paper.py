@@ -186,9 +186,9 @@ def test_resume_reruns_only_missing_k(experiment, tmp_path):
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"pairs": [{"prompt": 0, "advertisers": ["NorthFace", "Nike"]}]},
+    ({"pairs": [{"prompt": 0, "advertisers": ["NorthFace", "Nike"]}], "image_prompt": 0},
      r"experiment.pairs\[0\].advertisers: 'Nike' is not an advertiser's name"),
-    ({"pairs": [{"prompt": 5, "advertisers": ["NorthFace", "Gatorade"]}]},
+    ({"pairs": [{"prompt": 5, "advertisers": ["NorthFace", "Gatorade"]}], "image_prompt": 0},
      r"experiment.pairs\[0\].prompt = 5"),
     ({"values1": [0.25]}, r"experiment.values1: 0.25 is not on experiment.bids1"),
     ({"samples": [4, 2]}, r"experiment.samples = \[4, 2\]: must be increasing"),

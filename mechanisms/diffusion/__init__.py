@@ -83,6 +83,7 @@ FAMILY = Family(
     world="image",
     profiles=True,
     check=check,
+    experiments=("paper_grid",),
     money="value units per auction",
     truthful="bidding one's value",
     acts="bid",
