@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from rich import box
 from rich.table import Table
 
 from genmarket.market.reports.document import Doc, read_json
@@ -149,10 +150,16 @@ def paper_report(doc: Doc, folder: Path, level: int) -> None:
 
 
 def paper_table(summary: dict) -> Table:
-    table = Table(title="diffusion paper grid: means over prompts, bids and seeds")
-    df = per_k_table(summary)
-    for c in df.columns:
-        table.add_column(str(c), justify="right")
-    for row in df.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+    """The terminal's table: means only (their intervals and the regret's median are in
+    summary.json and the report)."""
+    table = Table(title="diffusion paper grid: means over prompts, bids and seeds",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for c in ("k", "α1 at 0/.5/1", "α2 at 0/.5/1", "gain", "regret", "dist.", "quality"):
+        table.add_column(c, justify="right", no_wrap=True)
+    for c in summary.get("cells") or []:
+        table.add_row(str(c["k"]),
+                      "/".join(fmt(c.get(f"align1_at_{s}"), 2) for s in ("0", "0.5", "1")),
+                      "/".join(fmt(c.get(f"align2_at_{s}"), 2) for s in ("0", "0.5", "1")),
+                      _pct(c.get("gain")), fmt(c.get("regret"), 3), fmt(c.get("distance"), 3),
+                      fmt(c.get("quality"), 3))
     return table
