@@ -57,8 +57,9 @@ def plans(B: int, n: int, device) -> tuple[tuple, tuple]:
     single_sets = torch.zeros(B, 1, n, dtype=torch.bool)
     single_sets[:, 0, 0] = True
     single_w = torch.ones(B, 1, dtype=torch.float64)
-    put = (lambda *xs: tuple(x.to(device) for x in xs))
-    return put(base, adv, sets, weights), put(base, adv, single_sets, single_w)
+    composed = (base, adv, sets, weights)
+    single = (base, adv, single_sets, single_w)
+    return tuple(x.to(device) for x in composed), tuple(x.to(device) for x in single)
 
 
 def speed_row(name: str, backend, B: int, k: int, device: str, reps: int) -> str:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-import torch
 from pydantic import Field, model_validator
 
 from genmarket.market.engine.device import resolve_device
