@@ -64,15 +64,22 @@ def paper_sentences(summary: dict) -> list[str]:
                f"(welfare / baseline welfare - 1, both bidding truthfully), mean over the "
                f"auctions whose baseline welfare is positive, is {gains}; the "
                f"auction's welfare is above the baseline's in "
-               f"{_pct(hi.get('gain_positive_share'))} of them at k = {k}{where}.")
+               f"{_pct(hi.get('gain_positive_share'))} of the auctions where both advertisers bid "
+               f"at k = {k}{where}.")
     if len(cells) > 1:
         way = ("falls" if hi["regret"] is not None and lo["regret"] is not None
                and hi["regret"] < lo["regret"] else "does not fall")
+        per = pd.DataFrame(summary.get("per_prompt") or [])
+        falls = ""
+        if not per.empty:
+            r = per.pivot(index="prompt", columns="k", values="regret")[[lo["k"], k]].dropna()
+            falls = (f"; per base prompt it falls for {int((r[k] < r[lo['k']]).sum())} of "
+                     f"{len(r)}")
         out.append(f"Truthfulness (Fig. 3): advertiser 1's mean regret of truthful bidding "
                    f"{way} from {_pm(lo, 'regret')} at k = {lo['k']} to {_pm(hi, 'regret')} at "
                    f"k = {k} (medians {fmt(lo.get('regret_median'), 3)} and "
-                   f"{fmt(hi.get('regret_median'), 3)}); the distance from its true value to "
-                   f"its best bid is {_pm(lo, 'distance')} and {_pm(hi, 'distance')}.")
+                   f"{fmt(hi.get('regret_median'), 3)}){falls}; the distance from its true "
+                   f"value to its best bid is {_pm(lo, 'distance')} and {_pm(hi, 'distance')}.")
     else:
         out.append(f"Truthfulness (Fig. 3, k = {k}): advertiser 1's mean regret of truthful "
                    f"bidding is {_pm(hi, 'regret')} (median {fmt(hi.get('regret_median'), 3)}); "

@@ -74,7 +74,8 @@ def summarize_paper(auctions: pd.DataFrame, regret: pd.DataFrame, images: pd.Dat
             (p, b1, b2), best = by_cell.idxmax(), by_cell.max()
             cell["gain_best"] = {"gain": num(best), "prompt": int(p), "b1": float(b1),
                                  "b2": float(b2)}
-        cell["gain_positive_share"] = num((a["gain"].dropna() > 0).mean())
+        both = a[(a["b1"] > 0) & (a["b2"] > 0)]["gain"].dropna()
+        cell["gain_positive_share"] = num((both > 0).mean()) if len(both) else None
         _put(cell, "regret", r, "regret")
         fin = r["regret"].replace([np.inf, -np.inf], np.nan).dropna()
         cell["regret_median"] = num(fin.median()) if len(fin) else None
@@ -87,7 +88,7 @@ def summarize_paper(auctions: pd.DataFrame, regret: pd.DataFrame, images: pd.Dat
         q = [c["quality"] for c in curve if c["quality"] is not None]
         cell["quality_spread"] = num(max(q) - min(q)) if q else None
         out["cells"].append(cell)
-        for p, ap in a.groupby("prompt", sort=True):
+        for p, ap in a.groupby("prompt", sort=True):  # per prompt: Figs. 2a and 3
             rp = r[r["prompt"] == p]
             row: dict[str, Any] = {"k": int(k), "prompt": int(p)}
             for name, df, col in (("gain", ap, "gain"), ("regret", rp, "regret"),
