@@ -63,18 +63,23 @@ def plans(B: int, n: int, device) -> tuple[tuple, tuple]:
 
 
 def speed_row(name: str, backend, B: int, k: int, device: str, reps: int) -> str:
-    """One markdown row: images/s with a single conditioning and with n composed, and ratios."""
+    """One markdown row: images/s with a single conditioning and with n composed, and ratios.
+    The calls are interleaved (single, n = 2, 4, 8, single, ...) and each timed `reps` times
+    after one warm-up round, so that a machine whose load drifts slows all of them alike;
+    each figure is the median of its calls."""
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(B, k, *backend.shape, generator=g).to(device)
-    cells, single_t = [], None
-    for n in NS:
-        composed, single = plans(B, n, device)
-        if single_t is None:
-            single_t = median_seconds(lambda a=single: backend.sample(*a, noise), device, reps,
-                                      warmup=1)
-        t = median_seconds(lambda a=composed: backend.sample(*a, noise), device, reps, warmup=1)
-        cells.append(f"{B * k / t:,.1f} images/s, ratio {t / single_t:.2f}")
-    return (f"| {name} | {B} x {k} | {B * k / single_t:,.1f} | " + " | ".join(cells)
+    single = plans(B, NS[0], device)[1]
+    cases = [single, *(plans(B, n, device)[0] for n in NS)]
+    times: list[list[float]] = [[] for _ in cases]
+    for rep in range(reps + 1):
+        for i, args in enumerate(cases):
+            t = median_seconds(lambda a=args: backend.sample(*a, noise), device, 1, warmup=0)
+            if rep:  # the first round warms up
+                times[i].append(t)
+    med = [sorted(t)[len(t) // 2] for t in times]
+    cells = [f"{B * k / t:,.1f} images/s, ratio {t / med[0]:.2f}" for t in med[1:]]
+    return (f"| {name} | {B} x {k} | {B * k / med[0]:,.1f} | " + " | ".join(cells)
             + " | ratio < n |")
 
 
@@ -156,7 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--concept", type=_pair, default=(64, 32), help="B,k for the concept space")
-    ap.add_argument("--diffusers", type=_pair, default=(4, 8), help="B,k for the diffusers model")
+    ap.add_argument("--diffusers", type=_pair, default=(2, 4), help="B,k for the diffusers model")
     ap.add_argument("--steps", type=int, default=10, help="reverse steps of both backends")
     ap.add_argument("--out", help="also write the markdown section to this file")
     ap.add_argument("--write", action="store_true", help="record the figures in RESULTS.md")
@@ -177,7 +182,8 @@ def main(argv=None) -> int:
         f"_{time.strftime('%Y-%m-%d')}, `python benchmarks/bench_diffusion.py --device {dev} "
         f"--threads {args.threads} --reps {args.reps} --concept {','.join(map(str, args.concept))} "
         f"--diffusers {','.join(map(str, args.diffusers))} --steps {args.steps}`; median of "
-        f"{args.reps} calls of `backend.sample` (the whole reverse process); images/s counts "
+        f"{args.reps} calls of `backend.sample` (the whole reverse process), the cases interleaved; "
+        "images/s counts "
         "the B x k images of one auction run; ratio = time with n advertisers composed / time "
         "with a single conditioning_",
         "",
