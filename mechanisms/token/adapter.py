@@ -131,16 +131,14 @@ class TokenAdapter:
         G1 = grid.numel()
         b, m = e["bids"].reshape(R * B, n), rnd.values.reshape(R * B, n)
         mask = rnd.mask.reshape(R * B, n)
-        eye = torch.eye(n, dtype=torch.bool, device=b.device).view(n, 1, 1, n)
-        dev = (m.unsqueeze(0) * grid.view(G1, 1, 1)).unsqueeze(0)  # [1, G1, RB, n]
-        bids = torch.where(eye, dev, b)  # [n, G1, RB, n]: world (i, k)
-        masks = (mask.view(1, 1, R * B, n) | eye).expand(n, G1, R * B, n)
-        fr = worlds(self.lm, self.mechanism, e["q"], self.slots, bids.reshape(-1, R * B, n),
-                    masks.reshape(-1, R * B, n), e["u"], m)
-        util = (fr.value - fr.payment).view(n, G1, R * B, n)
-        idx = torch.arange(n, device=b.device)
-        own = util[idx, :, :, idx]  # [n, G1, RB]
-        return own.permute(2, 0, 1).reshape(R, B, n, G1)
+        dev = m.unsqueeze(0) * grid.view(G1, 1, 1)  # [G1, RB, n]
+        own = []
+        for i in range(n):  # one advertiser's G + 1 worlds at a time: memory n times smaller
+            bids, masks = b.expand(G1, R * B, n).clone(), mask.expand(G1, R * B, n).clone()
+            bids[..., i], masks[..., i] = dev[..., i], True
+            fr = worlds(self.lm, self.mechanism, e["q"], self.slots, bids, masks, e["u"], m)
+            own.append((fr.value - fr.payment).view(G1, R * B, n)[..., i])  # [G1, RB]
+        return torch.stack(own, -1).permute(1, 2, 0).reshape(R, B, n, G1)
 
     def feedback(self, rnd: Round, cleared: Cleared, g, role: str):
         c = g.cols
