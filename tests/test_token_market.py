@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_token_lm import tiny  # noqa: F401 (the tiny Llama fixture)
 
 from genmarket.market.engine.market import Market
 from genmarket.market.engine.seam import family_of
@@ -118,9 +119,9 @@ def test_replayed_utility_at_the_chosen_bid_is_the_realised_one(tok):
         captured = {}
         clear = ad.clear
 
-        def spy(rnd, _clear=clear):
-            captured["rnd"], captured["c"] = rnd, _clear(rnd)
-            return captured["c"]
+        def spy(rnd, _clear=clear, _seen=captured):
+            _seen["rnd"], _seen["c"] = rnd, _clear(rnd)
+            return _seen["c"]
 
         ad.clear = spy
         model.step()  # round 1 collects
@@ -201,3 +202,32 @@ def test_the_shipped_scenarios_run_shrunk(path, tmp_path):
     for n in names:
         m = pd.read_parquet(tmp_path / "out" / n / "metrics.parquet")
         assert m["revenue"].notna().any()
+
+
+def test_a_market_on_a_transformers_model_books_what_its_replay_finds(tiny, tmp_path):  # noqa: F811
+    """The hf path end to end on a tiny Llama: the counterfactual replies restart the key/value
+    cache (`start` again), so the replay at the bid placed and the whole-reply re-generation at
+    the truthful bid must give the booked utility; samples decode the model's text."""
+    d = truthful(copy.deepcopy(TOKEN))
+    d.update(steps=2, auctions_per_step=2, replicas=1)
+    d["mechanism"] = {"kind": "token_linear", "payment": "second_price", "temperatures": [0.5]}
+    d["language"] = {"backend": "hf", "model": str(tiny[0]), "topics": ["cooking", "travel"],
+                     "queries_per_topic": 1, "length": 3}
+    d["metrics"] = {"every": 1, "deviation_grid": {"low": 0.5, "high": 1.5, "n": 3},
+                    "samples": 1}
+    model = Market(validate_scenario(d))
+    ad, captured, clear = model.adapter, {}, model.adapter.clear
+
+    def spy(rnd):
+        captured["rnd"], captured["c"] = rnd, clear(rnd)
+        return captured["c"]
+
+    ad.clear = spy
+    model.step()
+    rnd, c = captured["rnd"], captured["c"]
+    torch.testing.assert_close(ad.deviation_utility(c)[..., -1], c.gross, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(ad.reply_deviation_utility(rnd, c)[..., -1], c.gross, rtol=1e-7,
+                               atol=1e-7)
+    res = run(d, tmp_path)
+    rec = json.loads((res.folder / "samples.jsonl").read_text().splitlines()[0])
+    assert isinstance(rec["reply"], str) and 1 <= rec["length"] <= 3
