@@ -231,3 +231,27 @@ def test_a_market_on_a_transformers_model_books_what_its_replay_finds(tiny, tmp_
     res = run(d, tmp_path)
     rec = json.loads((res.folder / "samples.jsonl").read_text().splitlines()[0])
     assert isinstance(rec["reply"], str) and 1 <= rec["length"] <= 3
+
+
+def test_a_variants_table_of_two_families_speaks_each_ones_words():
+    from genmarket.market.reports.text import variants_table
+
+    families = {"token": family_of("token_linear"), "mosaic": family_of("mosaic")}
+    comparison = {"token": {"metrics": {"revenue": 1.0, "revenue_per_token": 0.5}},
+                  "mosaic": {"metrics": {"revenue": 2.0, "logp_opt": -3.0}}}
+    t = variants_table(comparison, families["token"], families).set_index("metric")
+    assert t.loc["revenue per reply", "unit"] == "money units / reward units per auction"
+    assert t.loc["log π_r(returned reply)", "unit"] == "nats"  # MOSAIC's own words
+    assert t.loc["log π_r(returned reply)", "token"] == "n/a"
+    assert t.loc["revenue per token", "mosaic"] == "n/a"
+
+
+def test_settings_errors_name_the_field(tok):
+    bad = copy.deepcopy(tok)
+    bad["mechanism"]["min_length"] = 9
+    with pytest.raises(ValueError, match=r"mechanism.min_length = 9: must be <= language.length"):
+        validate_scenario(bad)
+    bad = copy.deepcopy(tok)
+    bad["advertisers"][0]["report"] = {"kind": "truthful"}
+    with pytest.raises(ValueError, match=r"advertisers\[0\].report"):
+        validate_scenario(bad)
