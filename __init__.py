@@ -10,9 +10,7 @@ and agents as pandas DataFrames and its summary; `genmarket.Market` is the Mesa 
 """
 
 from importlib import metadata as _metadata
-
-from genmarket.market.engine.market import Market
-from genmarket.market.running.api import Result, configure, run
+from typing import Any
 
 try:
     __version__ = _metadata.version("genmarket")
@@ -20,3 +18,23 @@ except _metadata.PackageNotFoundError:  # imported from a source tree that is no
     __version__ = "0+unknown"
 
 __all__ = ["Market", "Result", "__version__", "configure", "run"]
+
+# imported on first use (PEP 562): `import genmarket` alone, which the `genmarket` command does
+# first, then takes no time, so that the command catches a Ctrl-C during torch's import
+_LAZY = {"Market": "genmarket.market.engine.market", "Result": "genmarket.market.running.api",
+         "configure": "genmarket.market.running.api", "run": "genmarket.market.running.api"}
+
+
+def __getattr__(name: str) -> Any:
+    """`genmarket.Market`, `.Result`, `.configure`, `.run`: imported on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'genmarket' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -18,9 +18,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from genmarket.market.engine.seam import EXPERIMENTS
-from genmarket.market.running.api import configure
-from genmarket.market.scenario import ScenarioError, load_scenario
+# torch, pandas and the engine are imported inside the commands, under `main`'s handler: a
+# Ctrl-C during those seconds of imports is then one line too, not a traceback
 
 out = Console()
 PREFIX = "genmarket: error: "
@@ -33,6 +32,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.print_usage(sys.stderr)
         self.exit(2, f"{PREFIX}{message}\n")
+
+
+def _folder(text: str) -> Path:
+    """argparse type of a folder option: a path, not an empty one (which would be `.`)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty path; give a folder path")
+    return Path(text)
 
 
 def fail(message: str, status: int = 2) -> int:
@@ -53,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a market scenario into a run folder")
     run.add_argument("scenario", type=Path, help="scenario TOML file")
-    run.add_argument("--out", type=Path, metavar="DIR",
+    run.add_argument("--out", type=_folder, metavar="DIR",
                      help="run folder (default runs/<name>-<YYYYmmdd-HHMMSS>)")
     run.add_argument("--seed", type=int, metavar="N", help="override the scenario's seed")
     run.add_argument("--steps", type=int, metavar="N",
@@ -87,13 +93,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="profiles run at once (default 1)")
     cmp.add_argument("--reduce", action="append", default=[], metavar="ROLE=N",
                      help="deviation-preserving reduction to N players of ROLE")
-    cmp.add_argument("--out", type=Path, metavar="DIR",
+    cmp.add_argument("--out", type=_folder, metavar="DIR",
                      help="game folder (default games/<name>-<YYYYmmdd-HHMMSS>)")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar and no line per finished profile")
 
     rep = sub.add_parser("report", help="report.html + report.md for a run, variants, one-shot "
                                         "or game folder")
-    rep.add_argument("folder", type=Path, help="a folder written by genmarket run or compare "
+    rep.add_argument("folder", type=_folder, help="a folder written by genmarket run or compare "
                                                "(report.html and report.md are written into it)")
     rep.add_argument("--open", action="store_true", help="open report.html in the web browser")
 
@@ -112,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _summary_table(summary: dict) -> RenderableType:
     """The terminal table of a run's summary, and a line saying what the ± rests on."""
+    from genmarket.market.engine.precision import unresolved_line
     from genmarket.market.running.diagnose import convergence_line
     from genmarket.market.running.summary import interval_words
 
@@ -143,17 +150,29 @@ def _summary_table(summary: dict) -> RenderableType:
     conv = convergence_line(summary)
     if conv is not None:
         lines.append(Text(conv))
+    prec = summary.get("precision")
+    if prec:
+        lines.append(Text(f"precision: {prec['sentence']}"))
+        flag = unresolved_line(prec)
+        if flag is not None:
+            lines.append(Text(flag, style="bold red"))
     return Group(*lines)
 
 
 def _table(scenario, summary: dict) -> RenderableType:
     """The terminal table of a run's or an experiment's summary."""
+    from genmarket.market.engine.seam import EXPERIMENTS
+
     if scenario.experiment is not None:
         return EXPERIMENTS.lookup(scenario.experiment.kind).table(summary)
     return _summary_table(summary)
 
 
 def cmd_validate(args) -> int:
+    from genmarket.market.engine.precision import choose_precision
+    from genmarket.market.engine.seam import EXPERIMENTS
+    from genmarket.market.scenario import load_scenario
+
     scenario = load_scenario(args.scenario)
     n = scenario.n_advertisers
     ex = scenario.experiment
@@ -164,16 +183,21 @@ def cmd_validate(args) -> int:
     if ex is not None:
         out.print(f"{args.scenario}: ok — {scenario.name}, "
                   f"{EXPERIMENTS.lookup(ex.kind).describe(scenario)}")
-        return 0
-    out.print(f"{args.scenario}: ok — {scenario.name}, {scenario.mechanism.kind}, {n} advertisers, "
-              f"{scenario.steps} steps x {scenario.auctions_per_step} auctions x "
-              f"{scenario.replicas} replica(s)")
+    else:
+        out.print(f"{args.scenario}: ok — {scenario.name}, {scenario.mechanism.kind}, {n} "
+                  f"advertisers, {scenario.steps} steps x {scenario.auctions_per_step} auctions x "
+                  f"{scenario.replicas} replica(s)")
+    for name, sub in variants or [(None, scenario)]:
+        out.print(f"  precision{f' ({name})' if name else ''}: {choose_precision(sub).sentence()}",
+                  markup=False)
     return 0
 
 
 def cmd_run(args) -> int:
+    from genmarket.market.running.api import configure
     from genmarket.market.running.folder import RunFolder
     from genmarket.market.running.runner import default_out, run_scenario
+    from genmarket.market.scenario import load_scenario
 
     overrides = {"seed": args.seed, "steps": args.steps, "replicas": args.replicas,
                  "device": args.device}
@@ -186,7 +210,7 @@ def cmd_run(args) -> int:
         saved = RunFolder(args.out).manifest()["scenario"]
         for key in ("seed", "replicas", "device"):
             if overrides[key] is None:
-                overrides[key] = saved[key]
+                overrides[key] = saved.get(key)  # absent: the scenario's, then checked as such
     scenario = load_scenario(args.scenario, overrides)
     configure(args.threads)
     folder = args.out or default_out(scenario)
@@ -197,9 +221,12 @@ def cmd_run(args) -> int:
         import json
 
         state = Path(folder) / "checkpoint" / "state.json"
-        at = json.loads(state.read_text())["steps"] if state.exists() else 0
-        return fail(f"interrupted; the last checkpoint is at round {at}. Continue with:\n"
-                    f"  genmarket run {args.scenario} --out {folder} --resume", 130)
+        try:
+            at = json.loads(state.read_text())["steps"] if state.exists() else 0
+        except (OSError, ValueError, KeyError, TypeError):  # cut short by this very Ctrl-C
+            at = "?"
+        return fail(f"interrupted; the last checkpoint is at round {at}: continue with "
+                    f"`genmarket run {args.scenario} --out {folder} --resume`", 130)
     if scenario.variants:
         subs = dict(scenario.variant_scenarios())
         for name, summary in res.summary.items():
@@ -225,6 +252,7 @@ def cmd_compare(args) -> int:
 
     from genmarket.market.games.compare import run_compare
     from genmarket.market.games.roles import make_roles
+    from genmarket.market.scenario import load_scenario
 
     for flag, n in (("--seeds", args.seeds), ("--workers", args.workers)):
         if n < 1:
@@ -309,6 +337,7 @@ def cmd_report(args) -> int:
 
 def _dispatch(args) -> int:
     from genmarket.market.running.folder import RunFolderError
+    from genmarket.market.scenario import ScenarioError
 
     try:
         if args.command == "validate":

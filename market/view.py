@@ -227,7 +227,7 @@ def about(model: LiveMarket) -> str:
 def check_scenario(path: Path, device: str | None) -> Scenario:
     """The validated scenario of `path`, once its market (each variant's) is built and has
     cleared a round. Raises ScenarioError (a bad file) or ViewError (anything else)."""
-    scenario = load_scenario(path)
+    scenario = load_scenario(path, {"device": device})  # checked on the device the page uses
     if scenario.experiment is not None:
         raise ViewError(f"{path}: an [experiment] ({scenario.experiment.kind}), not a repeated "
                         f"market; genmarket view shows markets round by round: run this one "
@@ -271,7 +271,8 @@ def settings_from_env() -> tuple[Scenario, str | None]:
     if not raw:
         raise ViewError(f"{ENV} is not set: start the page with genmarket view SCENARIO")
     settings = json.loads(raw)
-    return load_scenario(settings["scenario"]), settings.get("device")
+    device = settings.get("device")
+    return load_scenario(settings["scenario"], {"device": device}), device
 
 
 def serve(path: Path, host: str = "127.0.0.1", port: int = 8765, device: str | None = None,

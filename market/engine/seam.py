@@ -92,14 +92,18 @@ class World:
     """A world a family may need: `section` is the scenario's top-level key (`language`),
     `settings` its pydantic model (its docstring's first line, after the colon, says what the
     section holds), `build(scenario)` the object the adapters receive, `check(scenario)` the
-    rules between the world and the rest of the scenario (raise ValueError with the path) and
-    `describe(section)` one line for reports, from the section as a manifest holds it."""
+    rules between the world and the rest of the scenario (raise ValueError with the path),
+    `describe(section)` one line for reports, from the section as a manifest holds it, and
+    `machine(scenario)` the rules only this machine can tell (files, optional packages; raise
+    ValueError with the path), checked when a scenario file is loaded to be run, never when a
+    finished run's scenario is read back."""
 
     section: str
     settings: type
     build: Callable[[Any], Any]
     check: Callable[[Any], None] | None = None
     describe: Callable[[dict], str] | None = None
+    machine: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,15 @@ class Family:
     the path). panels — the run's figures. examples(device, dtype, seed) — contract batches. money — its money unit. truthful — what
     truthful play is called. acts — the agents.parquet column that holds what it chose ("bid" or
     "report"). citation — the paper the mechanism comes from; citations — per kind, where the
-    family's kinds come from different papers (`cite(kind)` picks).
+    family's kinds come from different papers (`cite(kind)` picks). magnitudes(scenario) — the
+    sizes of the numbers a run of the scenario computes, a `precision.Magnitudes` (the largest
+    intermediate of its money quantities and the money differences they must resolve, in its
+    money unit), from which the engine picks or refuses the dtype (`precision`); None: not
+    checked. Its adapter may also measure the largest intermediate at run time (the optional
+    `magnitude` hook of `MarketAdapter`). round_numbers(scenario) —
+    how many numbers (tensor elements) one auction of one replica holds at once in the family's
+    own tensors during a round, beyond the engine's estimate (see
+    `genmarket.market.scenario.machine`); None: the engine's estimate covers the family.
     """
 
     name: str
@@ -158,6 +170,8 @@ class Family:
     citation: str = ""
     accepts: Callable[[str], bool] | None = None
     citations: Mapping[str, str] = field(default_factory=dict)
+    magnitudes: Callable[[Any], Any] | None = None
+    round_numbers: Callable[[Any], int] | None = None
 
     def cite(self, kind: str) -> str:
         """The paper mechanism `kind` comes from ('' when the family names none)."""
@@ -348,6 +362,9 @@ class MarketAdapter(Protocol):
     Optional: samples(round, cleared, k) -> at most k readable records of replica 0's auctions
         of this round (see `Sample`); called on collection steps only, and only when the
         scenario's `[metrics] samples` is above 0, so an adapter without it costs nothing.
+    Optional: magnitude(round, cleared) -> float, the largest magnitude an intermediate of the
+        round's money quantities reached (money units), on collection steps; the run's maximum
+        bounds their rounding in the summary (`genmarket.market.engine.precision`).
     """
 
     def clear(self, rnd: Round) -> Cleared: ...

@@ -66,6 +66,7 @@ from genmarket.market.running.folder import (
     write_json,
     write_parquet,
 )
+from genmarket.market.running.lock import folder_lock
 from genmarket.market.running.progress import Bars
 from genmarket.market.running.runner import run_scenario
 from genmarket.market.running.summary import summary_window
@@ -212,15 +213,29 @@ def plan_game(scenario: Scenario, roles: list[Role], out: str | Path, seeds: int
                   for r in roles},
         "seeds": seeds, "reduction": reduce, "versions": package_versions(), "command": command or [],
     }))
-    if (out / "manifest.json").exists():
-        old = json.loads((out / "manifest.json").read_text())
-        keys = ("scenario", "roles", "seeds", "reduction")
-        diff = _differences({k: old.get(k) for k in keys}, {k: manifest[k] for k in keys})
-        if diff:
-            shown = diff[:8] + ([f"... and {len(diff) - 8} more"] if len(diff) > 8 else [])
-            raise RunFolderError(f"{out} holds a different game (in that folder vs this command):\n  "
-                                 + "\n  ".join(shown) + "\nuse another --out, or remove the folder")
+    _same_game(out, manifest)
     return {"manifest": manifest, "reduce": reduce, "jobs": jobs, "all": len(all_profiles(spec))}
+
+
+def _same_game(out: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a game folder `out` whose manifest.json is another game's (RunFolderError naming
+    every field that differs) or no game manifest at all."""
+    path = out / "manifest.json"
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{path}: not valid JSON ({exc}): the game folder is damaged; "
+                             "use another --out") from None
+    if not isinstance(old, dict):
+        raise RunFolderError(f"{path}: not a game manifest: use another --out")
+    keys = ("scenario", "roles", "seeds", "reduction")
+    diff = _differences({k: old.get(k) for k in keys}, {k: manifest[k] for k in keys})
+    if diff:
+        shown = diff[:8] + ([f"... and {len(diff) - 8} more"] if len(diff) > 8 else [])
+        raise RunFolderError(f"{out} holds a different game (in that folder vs this command):\n  "
+                             + "\n  ".join(shown) + "\nuse another --out, or remove the folder")
 
 
 def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: int = 5,
@@ -230,22 +245,33 @@ def run_compare(scenario: Scenario, roles: list[Role], out: str | Path, seeds: i
     """Simulate every profile (skipping those already in `out`), assemble the game, analyse it.
     Returns the analysis dict (also written to analysis.json). A scenario with `[[variants]]`
     gives one game per variant in `out/<variant>/`; the result then maps variant -> analysis.
-    Everything is checked (`plan_game`, every variant) before the first file is written."""
+    Everything is checked (`plan_game`, every variant) before the first file is written; the
+    game folder is then locked (`lock.folder_lock`) until the game is analysed: another genmarket
+    process on it is refused with RunFolderError."""
     if scenario.variants:
         subs = scenario.variant_scenarios()
         for name, sub in subs:  # every variant's game checked before any folder is made
             plan_game(sub, roles, Path(out) / name, seeds, reduce, command)
         results = {}
-        for name, sub in subs:
-            results[name] = run_compare(sub, roles, Path(out) / name, seeds, backend, workers,
-                                        reduce, retries, progress, command)
-        write_json(Path(out) / "variants.json", {"variants": list(results)})
+        with folder_lock(out):
+            for name, sub in subs:
+                results[name] = run_compare(sub, roles, Path(out) / name, seeds, backend,
+                                            workers, reduce, retries, progress, command)
+            write_json(Path(out) / "variants.json", {"variants": list(results)})
         return {"variants": results}
 
     out = Path(out)
     plan = plan_game(scenario, roles, out, seeds, reduce, command)
+    with folder_lock(out):
+        _same_game(out, plan["manifest"])  # again: another process may have written it since
+        return _play(out, plan, roles, backend, workers, retries, progress)
+
+
+def _play(out: Path, plan: dict[str, Any], roles: list[Role], backend: str, workers: int,
+          retries: int, progress: bool) -> dict[str, Any]:
+    """`run_compare` for one game planned by `plan_game`, its folder `out` locked by the caller:
+    run the profiles not yet in `out`, then assemble and analyse the game. Returns the analysis."""
     reduce = plan["reduce"]
-    out.mkdir(parents=True, exist_ok=True)
     (out / "profiles").mkdir(exist_ok=True)
     write_json(out / "manifest.json", plan["manifest"])
     if reduce and progress:

@@ -121,7 +121,7 @@ def _explain(line: str, kind: str) -> str:
     """A schema error line about one strategy, in the terms of its spec."""
     line = re.sub(r"input should be a valid number.*$", "must be a number", line)
     line = re.sub(r"input should be a valid integer.*$", "must be an integer", line)
-    line = re.sub(r"input should be a valid dictionary.*$",
+    line = re.sub(r"(input should be a valid dictionary|must be a table, not).*$",
                   "must be LOW-HIGH-N (e.g. 0-1.5-31)", line)
     if line.endswith(": unknown key") and kind in _SETTINGS:
         allowed = [f for f in _SETTINGS[kind].model_fields if f != "kind"]

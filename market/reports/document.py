@@ -16,7 +16,7 @@ import pandas as pd
 
 from genmarket.market.reports import figures as F
 
-__all__ = ["CSS", "FIGURES", "Doc", "read_json"]
+__all__ = ["CSS", "FIGURES", "Doc", "md_escape", "read_json"]
 
 FIGURES = "report_figures"
 CSS = """
@@ -86,27 +86,61 @@ class Doc:
         return "\n".join(out) + "\n</main></body></html>\n"
 
     def markdown(self, source: str) -> str:
-        out = [f"# {self.title}", "", f"genmarket report of `{source}`", ""]
+        """The document as Markdown. Every text is escaped (`md_escape`), as the HTML page
+        escapes it: names, descriptions, queries and titles come from the scenario."""
+        e = md_escape
+        out = [f"# {e(self.title)}", "", f"genmarket report of {e(source)}", ""]
         for kind, *rest in self.blocks:
             if kind == "h":
-                out += ["#" * rest[0] + " " + rest[1], ""]
+                out += ["#" * rest[0] + " " + e(rest[1]), ""]
             elif kind == "p":
-                out += [rest[0], ""]
+                out += [e(rest[0]), ""]
             elif kind == "ul":
-                out += [f"- {s}" for s in rest[0]] + [""]
+                out += [f"- {e(s)}" for s in rest[0]] + [""]
             elif kind == "table":
                 df = rest[0]
                 cell = [[str(c) for c in df.columns]] + df.to_numpy().tolist()
-                rows = ["| " + " | ".join(v.replace("|", "\\|") for v in r) + " |" for r in cell]
+                rows = ["| " + " | ".join(e(str(v), False) for v in r) + " |" for r in cell]
                 out += [rows[0], "|" + "---|" * len(df.columns), *rows[1:], ""]
             else:
-                out += [f"![{rest[1]}]({FIGURES}/{rest[0]})", "", f"*{rest[1]}*", ""]
+                out += [f"![{e(rest[1])}]({FIGURES}/{rest[0]})", "", f"*{e(rest[1])}*", ""]
         return "\n".join(out)
+
+
+# Markdown's inline syntax (emphasis, code, links, tables, escapes) and raw HTML's brackets
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~])")
+# what makes a block of a line's start: headings, quotes, lists, rules, setext underlines
+_MD_BLOCK = re.compile(r"^(\d*)([#>+=-]|(?<=\d)[.)])")
+
+
+def md_escape(text: str, block: bool = True) -> str:
+    """`text` as Markdown that shows it literally, on one line: line breaks become spaces,
+    `&`, `<` and `>` become entities (no raw HTML), Markdown's inline punctuation is
+    backslash-escaped (no emphasis, code, link or table cell boundary) and, where the text
+    starts a block (`block`; not in a table cell), so is a marker at its start (no heading,
+    quote, list or rule; leading spaces, which would make a code block, are dropped)."""
+    one = " ".join(str(text).splitlines())
+    one = one.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    one = _MD_INLINE.sub(r"\\\1", one)
+    if not block:
+        return one
+    return _MD_BLOCK.sub(lambda m: m.group(1) + "\\" + m.group(2), one.lstrip(), count=1)
 
 
 def _num_class(v: str) -> str:
     return ' class="num"' if re.fullmatch(r"[-+−]?[\d.,]+( ± [\d.,]+)?%?", v) else ""
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in file `path`. Raises ValueError, one line naming the file, when it is
+    missing, not JSON (damaged, cut short) or not an object."""
+    what = "re-run the command that wrote the folder"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing: {what}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}): the file is damaged; {what}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON object (a {type(data).__name__}): {what}")
+    return data

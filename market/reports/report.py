@@ -24,6 +24,7 @@ from genmarket.market.reports import game_text as G
 from genmarket.market.reports import learning as L
 from genmarket.market.reports import text as T
 from genmarket.market.reports.document import FIGURES, Doc, read_json
+from genmarket.market.reports.inputs import check_folder, unreadable
 from genmarket.market.reports.run_figures import (
     comparison_figure,
     constant_panels,
@@ -64,9 +65,29 @@ def _kind(folder: Path) -> str:
 
 def write_report(folder: Path) -> tuple[Path, Path]:
     """Write `folder`/report.html and `folder`/report.md (figures in `folder`/report_figures/)
-    and return their paths. Raises ValueError when `folder` is none of the known kinds."""
+    and return their paths. Raises ValueError (one line) when `folder` is none of the known
+    kinds, or its files are damaged, unfinished or lack what this version reads (`inputs`)."""
     folder = Path(folder)
+    check_folder(folder)
     kind = _kind(folder)
+    try:
+        doc = _document(folder, kind)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(unreadable(folder, exc)) from exc
+    figs = folder / FIGURES
+    html_path, md_path = folder / "report.html", folder / "report.md"
+    figs.mkdir(exist_ok=True)
+    for old in figs.glob("*.png"):  # figures of an earlier report
+        old.unlink()
+    for file, data in doc.pngs:
+        (figs / file).write_bytes(data)
+    html_path.write_text(doc.html(folder.name), encoding="utf-8")
+    md_path.write_text(doc.markdown(folder.name), encoding="utf-8")
+    return html_path, md_path
+
+
+def _document(folder: Path, kind: str) -> Doc:
+    """The report of `folder`, a folder of `kind` (`_kind`), as a Doc."""
     manifest = read_json(folder / "manifest.json") if (folder / "manifest.json").exists() else {}
     if kind == "game_variants" and not manifest:  # the scenario's name, from a variant's game
         first = next(iter(sorted(folder.glob("*/manifest.json"))), None)
@@ -85,16 +106,7 @@ def write_report(folder: Path) -> tuple[Path, Path]:
             doc.text(line)
     section(doc, folder, 2)
     samples_section(doc, folder, 2)
-    figs = folder / FIGURES
-    figs.mkdir(exist_ok=True)
-    for old in figs.glob("*.png"):  # figures of an earlier report
-        old.unlink()
-    for file, data in doc.pngs:
-        (figs / file).write_bytes(data)
-    html_path, md_path = folder / "report.html", folder / "report.md"
-    html_path.write_text(doc.html(folder.name), encoding="utf-8")
-    md_path.write_text(doc.markdown(folder.name), encoding="utf-8")
-    return html_path, md_path
+    return doc
 
 
 # ---------------------------------------------------------------- market runs

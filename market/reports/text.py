@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genmarket.market.engine.precision import unresolved_line
 from genmarket.market.engine.seam import ENGINE_METRICS, EXPERIMENTS, WORLDS, Family, MetricSpec
 from genmarket.market.reports.specs import compared, label, unit, unraveling_columns
 from genmarket.market.scenario import validate_scenario
@@ -190,8 +191,13 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
     def has(*names):
         return all(m.get(n) is not None for n in names)
 
-    def v(n):
-        return pm(m[n], ci.get(n)) + _after(unit(family, n))
+    prec = summary.get("precision") or {}
+    unresolved = set(prec.get("unresolved") or ())
+
+    def v(n):  # the value, and next to it whether float rounding could have made it
+        flag = (f" (unresolved: within the {prec['dtype']} rounding bound "
+                f"±{fmt(prec['rounding_bound'])})" if n in unresolved else "")
+        return pm(m[n], ci.get(n)) + _after(unit(family, n)) + flag
 
     def refs(n):
         spec = family.metric(n)
@@ -220,7 +226,11 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
     if has("misreport_gain"):
         upper = m["misreport_gain"] + (ci.get("misreport_gain") or 0.0)
         truth, cur = truthful(family, sc), _after(unit(family, "misreport_gain"))
-        if upper < 0.0005:
+        if "misreport_gain" in unresolved:
+            out.append(f"Misreporting gains {v('misreport_gain')}: rounding could have made it, "
+                       f"so this run shows neither that {truth} is a best response nor that it "
+                       "is not.")
+        elif upper < 0.0005:
             out.append(f"Misreporting gains at most {fmt(max(upper, 0.0))}{cur}: {truth} is a "
                        "best response on the deviation grid.")
         else:
@@ -240,7 +250,10 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
                                                                if text else "") + ".")
     if summary.get("unraveling") and not fixed:  # fixed entry cannot unravel
         out.append(unraveling_sentence(summary["unraveling"], summary))
-    return out
+    if prec.get("asked") and prec.get("dtype") != prec["asked"]:  # switched: say why
+        out.append(_capital(prec["sentence"]) + ".")
+    flag = unresolved_line(prec)
+    return out + ([flag] if flag else [])
 
 
 def unraveling_sentence(u: dict, summary: dict) -> str:

@@ -22,11 +22,13 @@ its final tables, which become its first part again. Every table starts with `st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 from safetensors.torch import load_file, save_file
 
+from genmarket.market.engine.precision import choose_precision
 from genmarket.market.running.integrity import IntegrityError, check_state, sha256, tensors_name
 
 MANIFEST, SUMMARY, STATE = "manifest.json", "summary.json", "state.json"
@@ -94,15 +97,23 @@ class RunFolder:
     # ------------------------------------------------------------------ manifest
 
     def create(self, scenario, device: str, command: list[str] | None = None) -> None:
+        """Write the manifest of a new run. A folder holding a run that completed a checkpoint
+        is refused; one whose run never did (its setup failed, or it was stopped before its
+        first checkpoint) is cleared and started afresh, saying so on stderr."""
         if (self.path / MANIFEST).exists():
-            raise RunFolderError(
-                f"{self.path} already holds a run: pass --resume to continue it, or another --out"
-            )
+            self.manifest()  # a damaged or foreign manifest.json is refused, not overwritten
+            if self.completed():
+                raise RunFolderError(f"{self.path} already holds a run: pass --resume to "
+                                     "continue it, or another --out")
+            print(f"genmarket: {self.path} held a run that never reached its first checkpoint: "
+                  "starting it afresh", file=sys.stderr, flush=True)
+            self.clear()
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / MANIFEST, {
             "scenario": scenario.model_dump(mode="json"),
             "seed": scenario.seed,
             "device": device,
+            "precision": choose_precision(scenario).record(),
             "versions": package_versions(),
             "git_commit": git_commit(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -121,10 +132,39 @@ class RunFolder:
         write_json(self.path / MANIFEST, manifest)
 
     def manifest(self) -> dict[str, Any]:
+        """manifest.json. Raises RunFolderError, naming the file: missing, not JSON (damaged,
+        cut short) or not a run manifest (no `scenario` object: another program's file)."""
         path = self.path / MANIFEST
         if not path.exists():
             raise RunFolderError(f"{self.path} is not a run folder (no {MANIFEST})")
-        return json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RunFolderError(f"{path}: not valid JSON ({exc}): the file is damaged; start "
+                                 "the run again with another --out") from None
+        if not isinstance(data, dict) or not isinstance(data.get("scenario"), dict):
+            raise RunFolderError(f"{path}: not a run manifest (no scenario object in it): not "
+                                 "written by genmarket run; give another --out")
+        return data
+
+    def completed(self) -> bool:
+        """Whether the run (or a run in a sub-folder: variants) completed a checkpoint or a
+        cell: any checkpoint state, metric part or table, or summary."""
+        done = {STATE, SUMMARY, "comparison.json"}
+        return any(p.name in done or p.suffix == ".parquet" for p in self.path.rglob("*"))
+
+    def clear(self) -> None:
+        """Remove what a run that completed nothing wrote (see `create`): its manifest,
+        checkpoint, parts and samples, and its variants' folders likewise."""
+        for sub in self.path.iterdir():
+            if sub.is_dir() and (sub / MANIFEST).exists():
+                RunFolder(sub).clear()
+                with contextlib.suppress(OSError):  # left as it is when not empty
+                    sub.rmdir()
+        for name in ("checkpoint", "parts", "parts.merged", "samples"):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        for name in (SAMPLES, MANIFEST):
+            (self.path / name).unlink(missing_ok=True)
 
     def check_resumable(self, scenario) -> None:
         """Refuse to resume with a scenario that differs from the run's (other than `steps`)."""

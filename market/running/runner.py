@@ -9,10 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from genmarket.market.engine.collect import frames
+from genmarket.market.engine.device import resolve_device
 from genmarket.market.engine.market import Market
+from genmarket.market.engine.precision import runtime_record
 from genmarket.market.engine.seam import EXPERIMENTS, family_of
 from genmarket.market.running.diagnose import write_diagnostics
 from genmarket.market.running.folder import RunFolder, RunFolderError, write_json
+from genmarket.market.running.lock import folder_lock
 from genmarket.market.running.progress import Bars
 from genmarket.market.running.result import RunResult
 from genmarket.market.running.summary import summarize
@@ -61,14 +64,25 @@ def run_scenario(
     `variant` names the variant this run is (in its figures' titles). `stop_after=k` stops
     abruptly after round k without writing anything more, which is what a
     killed process leaves behind; tests use it to check that `resume=True` loses and repeats
-    nothing.
+    nothing. The folder is locked for the whole run (`lock.folder_lock`): another genmarket
+    process on it is refused with RunFolderError, and so is a device this machine lacks
+    (DeviceError), before anything is written.
     """
-    if scenario.variants:
-        return run_variants(scenario, out, resume, progress, figures, command)
-    if scenario.experiment is not None:
-        experiment = EXPERIMENTS.lookup(scenario.experiment.kind)
-        return experiment.run(scenario, out, resume=resume, progress=progress, figures=figures,
-                              command=command)
+    resolve_device(scenario.device)
+    with folder_lock(out, create=not resume):
+        if scenario.variants:
+            return run_variants(scenario, out, resume, progress, figures, command)
+        if scenario.experiment is not None:
+            experiment = EXPERIMENTS.lookup(scenario.experiment.kind)
+            return experiment.run(scenario, out, resume=resume, progress=progress,
+                                  figures=figures, command=command)
+        return _run_market(scenario, out, resume, progress, figures, stop_after, command, variant)
+
+
+def _run_market(scenario: Scenario, out: str | Path, resume: bool, progress: bool, figures: bool,
+                stop_after: int | None, command: list[str] | None,
+                variant: str | None) -> RunResult:
+    """`run_scenario` for a repeated market, its folder locked by the caller."""
     folder = RunFolder(out)
     if resume:
         folder.check_resumable(scenario)
@@ -104,6 +118,9 @@ def run_scenario(
     summary = summarize(metrics, agents, scenario.steps, model.family,
                         scenario.metrics.unraveling_threshold)
     summary.update(write_diagnostics(model, folder.path))
+    money = [s.name for s in model.family.metrics if s.unit == "money" and not s.per_group]
+    summary["precision"] = runtime_record(model.precision, model.largest_magnitude,
+                                          summary["metrics"], money)
     write_json(folder.path / "summary.json", summary)
     loop_seconds = time.perf_counter() - t0
     if figures:
@@ -118,7 +135,8 @@ def run_variants(scenario: Scenario, out: str | Path, resume: bool = False, prog
                  figures: bool = True, command: list[str] | None = None) -> RunResult:
     """Run every `[[variants]]` entry into `out/<variant>` (each a run folder of its own, resumed
     where it has one) and write `out/comparison.json` (each variant's summary) and, for markets,
-    figures comparing them. Returns a RunResult whose summary maps variant -> summary."""
+    figures comparing them; `out` is locked by the caller (`run_scenario`). Returns a RunResult
+    whose summary maps variant -> summary."""
 
     root = RunFolder(out)
     if resume:

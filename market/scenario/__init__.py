@@ -1,9 +1,11 @@
 """Scenario files: TOML validated once into typed objects (pydantic 2).
 
 `load_scenario(path, overrides)` returns a `Scenario` or raises `ScenarioError`, whose message
-lists every bad field as `path = value: what is allowed`. Unknown keys, NaN, inf and out-of-range
-numbers are errors. Modules: `base` (building blocks), `advertisers` (`[[advertisers]]`),
-`schema` (the whole scenario, built from the family registry), `errors`, `merge`, `files`.
+lists every bad field as `path = value: what is allowed`. Unknown keys, NaN, inf, out-of-range
+numbers and values of the wrong type (strict: nothing is coerced) are errors, and so is what this
+machine cannot run. Modules: `base` (building blocks), `advertisers` (`[[advertisers]]`),
+`schema` (the whole scenario, built from the family registry), `errors`, `merge`, `files`,
+`machine` (device, world files, memory per round).
 """
 
 from genmarket.market.scenario.advertisers import strategy_kinds

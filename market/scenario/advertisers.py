@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from genmarket.market.scenario.base import Grid, NonNeg, Positive, Strict
+from genmarket.market.scenario.base import STRICT, Grid, NonNeg, Positive, Strict
 from genmarket.strategies.base import STRATEGIES, get_strategy
 
 __all__ = ["AdvertiserGroup", "BUILTIN_STRATEGIES", "EntryConfig", "LearnedEntry", "StrategyConfig",
@@ -150,7 +150,7 @@ class PluginStrategy(LearnerBase):
     settings (`multipliers` or `bids`, `buckets`) plus whatever keyword arguments its class
     accepts; those are checked by building the class once."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(**{**STRICT, "extra": "allow"})
     kind: str
 
     def params(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Building blocks of every scenario section, the families' own included: `Strict` models
-(unknown keys, NaN and inf refused; frozen), bounded numbers and `Grid`."""
+(unknown keys, NaN, inf and values of the wrong type refused; frozen), bounded numbers and
+`Grid`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# pydantic's strict mode: a TOML value of the wrong type is an error, never coerced ("20" is not
+# 20, 3.0 is not 3, true is not 1, "off" is not false). An integer where a float is wanted stays
+# accepted (TOML users write 1 for 1.0) and becomes a float.
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
+
 
 class Strict(BaseModel):
-    """A scenario section: unknown keys, NaN and inf are errors; validated objects are frozen."""
+    """A scenario section: unknown keys, NaN, inf and values of the wrong type are errors;
+    validated objects are frozen."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = STRICT
 
 
 NonNeg = Annotated[float, Field(ge=0)]

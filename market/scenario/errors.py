@@ -12,13 +12,30 @@ from typing import Any
 from genmarket.market.engine.seam import WORLDS, families, family_of
 from genmarket.market.scenario.advertisers import strategy_kinds
 
+# the most characters of a value an error echoes, and of one problem line
+SHOWN = 100
+LINE = 400
+
+
+def shown(value: Any) -> str:
+    """repr(value) (true and false as TOML writes them), cut to at most SHOWN characters (a
+    megabyte-long string is echoed as its first ones, then '...')."""
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
+    return text if len(text) <= SHOWN else text[:SHOWN - 3] + "..."
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= LINE else line[:LINE - 3] + "..."
+
 
 class ScenarioError(ValueError):
-    """A scenario that does not validate. `problems` holds one line per bad field."""
+    """A scenario that does not validate. `problems` holds one line per bad field, each at most
+    LINE characters (whatever a value echoed in it)."""
 
     def __init__(self, source: str, problems: list[str]):
         self.source = source
-        self.problems = problems
+        self.problems = [_cut(p) for p in problems]
+        problems = self.problems
         super().__init__("\n".join([f"scenario error in {source}", *("  " + p for p in problems)]))
 
     def __reduce__(self):
@@ -38,7 +55,8 @@ def _path(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            key = str(part)  # a key the user wrote may be a megabyte long too
+            out += ("." if out else "") + (key if len(key) <= SHOWN else key[:SHOWN - 3] + "...")
     return out
 
 
@@ -61,7 +79,31 @@ _ALLOWED = {
     "missing": "required",
     "string_pattern_mismatch": "must match {pattern}",
     "too_short": "must have at least {min_length} item(s)",
+    "string_too_long": "must be at most {max_length} characters long",
+    "too_long": "must have at most {max_length} item(s)",
 }
+
+# strict mode's type errors: what the field wants, then what the TOML value is
+_WANTED = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be an array",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "model_attributes_type": "must be a table",
+}
+_GIVEN = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"),
+          (str, "a string"), (list, "an array"), (dict, "a table"))
+
+
+def _wrong_type(kind: str, value: Any) -> str:
+    given = next((word for t, word in _GIVEN if isinstance(value, t)), type(value).__name__)
+    hint = ""
+    if kind == "int_type" and isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        hint = f" (write {int(value)})"  # 1e6 in TOML is a float
+    return f"{_WANTED[kind]}, not {given}{hint}"
 
 
 def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
@@ -114,10 +156,15 @@ def format_error(err: dict[str, Any], data: dict[str, Any]) -> str | None:
             allowed = ", ".join(strategy_kinds())
         if value is None:
             return f"{path}: required, one of {allowed}"
-        return f"{path} = {value!r}: not one of {allowed}"
+        return f"{path} = {shown(value)}: not one of {allowed}"
+    if kind == "none_required" or (kind in ("model_type", "model_attributes_type")
+                                   and any("[" in str(p) for p in loc)):
+        return None  # a branch of `X | None` or of `number | table`: the other branch says it
     loc = _clean_loc(loc, data)
     path = _path(loc) or "(top level)"
     value = err.get("input")
+    if kind in _WANTED:
+        return f"{path} = {shown(value)}: {_wrong_type(kind, value)}"
     if kind == "extra_forbidden":
         mech = data.get("mechanism") if isinstance(data, dict) else None
         if len(loc) == 2 and loc[0] == "mechanism" and isinstance(mech, dict):
@@ -127,19 +174,19 @@ def format_error(err: dict[str, Any], data: dict[str, Any]) -> str | None:
         return f"{path}: required"
     if kind == "literal_error":
         allowed = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
-        return f"{path} = {value!r}: not one of {allowed}"
+        return f"{path} = {shown(value)}: not one of {allowed}"
     if kind in _ALLOWED:
-        return f"{path} = {value!r}: {_ALLOWED[kind].format(**ctx)}"
+        return f"{path} = {shown(value)}: {_ALLOWED[kind].format(**ctx)}"
     if kind == "value_error":
         msg = str(ctx.get("error", err["msg"]))
         roots = ("advertisers", "advertiser group", "metrics", "mechanism", "experiment",
-                 "steps", "variants", *WORLDS, *(data if isinstance(data, dict) else ()))
+                 "steps", "variants", "dtype", *WORLDS, *(data if isinstance(data, dict) else ()))
         # a message that already starts with a path: a root, then a delimiter
         if any(re.match(re.escape(str(r)) + r"([.\[: ]|$)", msg) for r in roots):
             return msg
-        shown = value if not isinstance(value, dict) else None
-        return f"{path} = {shown!r}: {msg}" if shown is not None else f"{path}: {msg}"
-    return f"{path} = {value!r}: {err['msg'].lower()}"
+        echo = value if not isinstance(value, dict) else None
+        return f"{path} = {shown(echo)}: {msg}" if echo is not None else f"{path}: {msg}"
+    return f"{path} = {shown(value)}: {err['msg'].lower()}"
 
 
 def _not_a_setting(key: str, kind: Any) -> str:
@@ -152,11 +199,19 @@ def _not_a_setting(key: str, kind: Any) -> str:
             f"(its settings: {', '.join(names) or 'none'})")
 
 
+def _head(line: str) -> str:
+    return line.split(" = ")[0].split(":")[0]
+
+
 def dedupe(lines: list[str]) -> list[str]:
-    keep = []
+    """`lines` without those whose path has a more specific error below it (`a.b` goes when
+    `a.b.c` is there). Linear in the number of lines: each path's dotted prefixes are collected
+    once."""
+    below: set[str] = set()
     for line in lines:
-        head = line.split(" = ")[0].split(":")[0]
-        if any(o != line and o.split(" = ")[0].split(":")[0].startswith(head + ".") for o in lines):
-            continue  # a more specific error below this path exists
-        keep.append(line)
-    return keep
+        head = _head(line)
+        at = head.find(".")
+        while at != -1:
+            below.add(head[:at])
+            at = head.find(".", at + 1)
+    return [line for line in lines if _head(line) not in below]

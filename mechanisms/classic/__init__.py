@@ -15,7 +15,7 @@ from genmarket.mechanisms.base import AuctionBatch, get_mechanism
 from genmarket.mechanisms.classic.adapter import ClassicAdapter
 from genmarket.mechanisms.classic.auctions import GSP, VCG, FirstPrice, SecondPrice
 from genmarket.mechanisms.classic.metrics import METRICS, PANELS
-from genmarket.mechanisms.classic.settings import KINDS, ClassicSettings, accepts
+from genmarket.mechanisms.classic.settings import KINDS, ClassicSettings, accepts, magnitudes
 from genmarket.mechanisms.contract import column_setter
 
 __all__ = ["FAMILY", "GSP", "VCG", "ClassicAdapter", "ClassicSettings", "FirstPrice",
@@ -50,6 +50,7 @@ FAMILY = Family(
     examples=examples,
     record=("value", "report", "bid", "entered", "won", "payment", "utility"),
     accepts=accepts,
+    magnitudes=magnitudes,
     citation="W. Vickrey (1961), Counterspeculation, auctions, and competitive sealed tenders",
     citations={
         "first_price": "W. Vickrey (1961), Counterspeculation, auctions, and competitive sealed "

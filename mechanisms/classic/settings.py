@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
+from genmarket.market.engine.precision import Magnitudes
 from genmarket.market.scenario.base import NonNeg, Strict
 from genmarket.mechanisms.base import MECHANISMS, AuctionBatch
 
-__all__ = ["ClassicSettings", "accepts"]
+__all__ = ["ClassicSettings", "accepts", "magnitudes"]
 
 KINDS = ("first_price", "second_price", "gsp", "vcg")
 
@@ -49,3 +50,18 @@ class ClassicSettings(Strict):
         if self.ctrs is not None:
             out["ctrs"] = list(self.ctrs)
         return out
+
+
+def magnitudes(scenario) -> Magnitudes | None:
+    """The numbers a classic market computes (`Family.magnitudes`): payments are bids, so money
+    quantities are at most the largest value, reserve or entry cost, and must resolve the spread
+    of the values (the largest value minus the smallest; the largest value itself when all are
+    equal). None when every number is 0."""
+    lows = [g.value_dist.support[0] for g in scenario.advertisers]
+    highs = [g.value_dist.support[1] for g in scenario.advertisers]
+    largest = max(*highs, scenario.mechanism.reserve, *(g.entry_cost for g in scenario.advertisers))
+    if largest <= 0:
+        return None
+    scale = max(highs) - min(lows) or largest
+    return Magnitudes(largest, scale, f"the largest value, reserve or entry cost {largest:.3g} "
+                                      f"against a value spread of {scale:.3g}")

@@ -21,7 +21,13 @@ from genmarket.mechanisms.mosaic.oneshot_report import (
     one_shot_sentences,
     one_shot_table,
 )
-from genmarket.mechanisms.mosaic.settings import MosaicSettings, OneShot, check
+from genmarket.mechanisms.mosaic.settings import (
+    MosaicSettings,
+    OneShot,
+    check,
+    magnitudes,
+    round_numbers,
+)
 
 __all__ = ["FAMILY", "ONE_SHOT", "Mosaic", "MosaicAdapter", "MosaicBatch", "MosaicOutcome",
            "mosaic_batch"]
@@ -68,10 +74,12 @@ FAMILY = Family(
     world="language",
     profiles=True,
     check=check,
+    magnitudes=magnitudes,
     experiments=("one_shot",),
     money="reward units per auction",
     truthful="truthful reporting",
     acts="report",
     citation="E. Soumalias, M. Curry, S. Seuken et al. (2024), Truthful aggregation of LLMs "
              "with an application to online advertising",
+    round_numbers=round_numbers,
 )

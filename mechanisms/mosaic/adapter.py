@@ -150,6 +150,14 @@ class MosaicAdapter:
                              e["gross_flat"], e["gain"], e["out_reward"], rnd.values, e["scale"],
                              rnd.entered, grid_u)
 
+    def magnitude(self, rnd: Round, cleared: Cleared) -> float:
+        """The largest magnitude an intermediate of the round's utilities and payments reached,
+        in reward units: tau * |logsumexp(scores)| (the interim utility's and the offset's size)
+        or the largest true or reported reward (`genmarket.market.engine.precision`)."""
+        e = cleared.extra
+        lse = self.tau * torch.logsumexp(e["out"].scores, -1).abs().amax()
+        return float(torch.stack((lse, e["true"].abs().amax(), e["batch"].rewards.abs().amax())).amax())
+
     def record(self, rnd: Round, cleared: Cleared) -> dict[str, Tensor]:
         R, B, n = self.spec.R, self.spec.B, self.spec.n
         m, entered = rnd.values, rnd.entered

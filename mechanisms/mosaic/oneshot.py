@@ -36,6 +36,7 @@ from torch import Tensor
 from genmarket.agents.advertiser import ValueSampler
 from genmarket.market.engine import streams as S
 from genmarket.market.engine.device import resolve_device
+from genmarket.market.engine.precision import choose_precision
 from genmarket.market.running.folder import SAMPLES, RunFolder, write_json, write_parquet
 from genmarket.market.running.progress import Bars
 from genmarket.market.running.result import RunResult
@@ -250,7 +251,7 @@ def run_one_shot(scenario: Scenario, out: str | Path, resume: bool = False, prog
         folder.create(scenario, scenario.device, command)
     folder.parts.mkdir(parents=True, exist_ok=True)
     device = resolve_device(scenario.device)
-    dtype = torch.float64 if scenario.dtype == "float64" else torch.float32
+    dtype = choose_precision(scenario).torch_dtype  # float64 where float32 cannot resolve
     ex = scenario.experiment
     todo = [(g, M) for g in ex.generators for M in ex.candidates]
     t0 = time.perf_counter()

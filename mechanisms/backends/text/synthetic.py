@@ -34,16 +34,18 @@ rare under pi_ref, so its model moves more mass).
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from genmarket.mechanisms.backends.text.base import Candidates, TextWorld, register_backend
 
-__all__ = ["ChainTables", "SyntheticTextBackend"]
+__all__ = ["ChainTables", "SyntheticTextBackend", "check_settings"]
 
 GENERAL_WORDS = ("the", "best", "way", "is", "to", "use", "a", "good", "and", "try", "with",
                  "your", "for", "more", "you", "can", "also", "it", "this", "often", "each", "day",
@@ -85,6 +87,37 @@ def _retarget(set_logp: Tensor, target: Tensor, active: Tensor, dims: tuple[int,
     return log_f, log_f + raised * (target.log() - set_logp - log_f)
 
 
+def check_settings(settings: dict[str, Any]) -> None:
+    """Check the synthetic world's settings (keyword arguments of `SyntheticTextBackend`; those
+    left out take its defaults) without building it, as scenario validation does. Raises
+    ValueError `name = value: must be ...` for the first bad one."""
+    params = inspect.signature(SyntheticTextBackend.__init__).parameters
+    s = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY} | settings
+
+    def check(name, ok, allowed):
+        if not ok:
+            raise ValueError(f"{name} = {s[name]!r}: must be {allowed}")
+
+    def number(x):
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    for name in ("length", "general_words", "topic_words", "product_words", "states"):
+        check(name, isinstance(s[name], int) and number(s[name]) and s[name] >= 1,
+              "an integer >= 1")
+    check("seed", isinstance(s["seed"], int) and number(s["seed"]) and s["seed"] >= 0,
+          "an integer >= 0")
+    for name in ("topic_strength", "brand_logit", "product_logit", "relevance_strength"):
+        check(name, number(s[name]), "a finite number")
+    check("query_noise", number(s["query_noise"]) and s["query_noise"] >= 0,
+          "a finite number >= 0")
+    for who in ("advertiser", "generator"):
+        brand, product = f"{who}_brand", f"{who}_product"
+        for name in (brand, product):
+            check(name, number(s[name]) and 0 < s[name] < 1, "in (0, 1)")
+        if s[brand] + s[product] >= 1:
+            raise ValueError(f"{brand} + {product} = {s[brand] + s[product]!r}: must be < 1")
+
+
 @register_backend("synthetic")
 class SyntheticTextBackend:
     """Synthetic language world for the MOSAIC market (the laws: module docstring).
@@ -101,32 +134,9 @@ class SyntheticTextBackend:
                  product_logit: float = -4.0, relevance_strength: float = 3.0,
                  advertiser_brand: float = 0.10, advertiser_product: float = 0.30,
                  generator_brand: float = 0.15, generator_product: float = 0.30):
-        def check(name, value, ok, allowed):
-            if not ok:
-                raise ValueError(f"{name} = {value!r}: must be {allowed}")
-
-        def number(x):
-            return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-        for name, value in (("length", length), ("general_words", general_words),
-                            ("topic_words", topic_words), ("product_words", product_words),
-                            ("states", states)):
-            check(name, value, isinstance(value, int) and number(value) and value >= 1,
-                  "an integer >= 1")
-        check("seed", seed, isinstance(seed, int) and number(seed) and seed >= 0, "an integer >= 0")
-        for name, value in (("topic_strength", topic_strength), ("brand_logit", brand_logit),
-                            ("product_logit", product_logit),
-                            ("relevance_strength", relevance_strength)):
-            check(name, value, number(value), "a finite number")
-        check("query_noise", query_noise, number(query_noise) and query_noise >= 0,
-              "a finite number >= 0")
-        for who, brand, product in (("advertiser", advertiser_brand, advertiser_product),
-                                    ("generator", generator_brand, generator_product)):
-            for name, value in ((f"{who}_brand", brand), (f"{who}_product", product)):
-                check(name, value, number(value) and 0 < value < 1, "in (0, 1)")
-            check(f"{who}_brand + {who}_product", brand + product, brand + product < 1, "< 1")
-        check("dtype", dtype, dtype in (torch.float32, torch.float64),
-              "torch.float32 or torch.float64")
+        check_settings({k: v for k, v in locals().items() if k not in ("self", "world")})
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype = {dtype!r}: must be torch.float32 or torch.float64")
         try:
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as err:

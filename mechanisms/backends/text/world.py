@@ -9,12 +9,15 @@ synthetic world, or any local transformers model) draws and scores replies.
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+import os
+from typing import Annotated, get_type_hints
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from genmarket.market.engine.seam import World
 from genmarket.market.scenario.base import Positive, Strict
+from genmarket.market.scenario.errors import shown
 from genmarket.mechanisms.backends.text.base import (
     BACKENDS,
     AdvertiserProfile,
@@ -22,6 +25,8 @@ from genmarket.mechanisms.backends.text.base import (
     TextWorld,
     get_backend,
 )
+from genmarket.mechanisms.backends.text.hf import resolve_model
+from genmarket.mechanisms.backends.text.synthetic import SyntheticTextBackend, check_settings
 
 __all__ = ["LANGUAGE", "Language", "QueryConfig", "build_backend", "build_world", "relevance_matrix"]
 
@@ -33,11 +38,45 @@ class QueryConfig(Strict):
     topic: TopicName
 
 
-class SyntheticSettings(Strict):
-    """Shape of the synthetic language world (see mechanisms/backends/text/synthetic.py)."""
+class _SyntheticBase(Strict):
+    """`[language.synthetic]`: the shape of the synthetic language world, the keyword arguments
+    of `SyntheticTextBackend` (its names, types and defaults; `length` is `language.length`)."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, data):
+        unknown = [k for k in data if k not in cls.model_fields] if isinstance(data, dict) else []
+        if unknown and unknown[0] in ("length", "device", "dtype"):
+            where = "language.length" if unknown[0] == "length" else f"the top-level {unknown[0]}"
+            raise ValueError(f"language.synthetic.{unknown[0]}: unknown key (set {where})")
+        if unknown:
+            raise ValueError(f"language.synthetic.{unknown[0]}: unknown key (the synthetic "
+                             f"world's settings: {', '.join(cls.model_fields)})")
+        return data
+
+    @model_validator(mode="after")
+    def _ranges(self) -> _SyntheticBase:
+        try:
+            check_settings(self.model_dump())
+        except ValueError as exc:
+            raise ValueError(f"language.synthetic.{exc}") from None
+        return self
+
+
+def _synthetic_settings() -> type[Strict]:
+    """The `[language.synthetic]` model, one typed field per keyword of the backend's
+    constructor (an unknown key, a wrong type or NaN is then a validation error, not a TypeError
+    at run time)."""
+    init = SyntheticTextBackend.__init__
+    hints = get_type_hints(init)
+    fields = {name: (hints[name], p.default)
+              for name, p in inspect.signature(init).parameters.items()
+              if p.kind is p.KEYWORD_ONLY and name not in ("device", "dtype", "length")}
+    return create_model("SyntheticSettings", __base__=_SyntheticBase, __module__=__name__,
+                        **fields)
+
+
+SyntheticSettings = _synthetic_settings()
 
 
 class Language(Strict):
@@ -113,9 +152,8 @@ def build_backend(scenario, world, device, dtype):
     """The text backend the scenario names, built for `world` on `device`."""
     lang = scenario.language
     if lang.backend == "synthetic":
-        extra = dict(lang.synthetic.model_extra or {})
-        return get_backend("synthetic", world, device=device, dtype=dtype, seed=lang.synthetic.seed,
-                           length=lang.length, **extra)
+        return get_backend("synthetic", world, device=device, dtype=dtype, length=lang.length,
+                           **lang.synthetic.model_dump())
     if lang.backend == "hf":
         return get_backend("hf", world, model=lang.model, device=device, dtype=dtype,
                            length=lang.length, temperature=lang.temperature, top_p=lang.top_p,
@@ -144,4 +182,24 @@ def describe_world(section: dict) -> str:
             f"most {section.get('length', 12)} tokens")
 
 
-LANGUAGE = World("language", Language, build_world, check_world, describe_world)
+def machine_world(scenario) -> None:
+    """What only this machine can tell: the real-model backend's model is there and readable
+    (a folder with config.json, a .gguf file, or 'smollm2' with its package), and the packages
+    a GGUF file needs are installed. Raises ValueError naming language.model."""
+    lang = scenario.language
+    if lang.backend != "hf":
+        return
+    model = lang.model
+    try:
+        folder, gguf = resolve_model(model)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        reason = str(exc).removeprefix("hf backend: ")
+        for echo in (f"model folder '{model}' ", f"model '{model}' "):
+            reason = reason.removeprefix(echo)
+        raise ValueError(f"language.model = {shown(model)}: {reason}") from None
+    path = folder / gguf if gguf else folder / "config.json"
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"language.model = {shown(model)}: {path} cannot be read (permission)")
+
+
+LANGUAGE = World("language", Language, build_world, check_world, describe_world, machine_world)
