@@ -255,3 +255,15 @@ def test_settings_errors_name_the_field(tok):
     bad["advertisers"][0]["report"] = {"kind": "truthful"}
     with pytest.raises(ValueError, match=r"advertisers\[0\].report"):
         validate_scenario(bad)
+
+
+def test_the_memory_estimate_grows_with_the_grids_and_the_loglinear_scan(tok):
+    from genmarket.mechanisms.token.settings import round_numbers
+
+    base = round_numbers(validate_scenario(tok))
+    wide = copy.deepcopy(tok)
+    wide["metrics"]["deviation_grid"] = {"low": 0.0, "high": 2.0, "n": 21}
+    scan = copy.deepcopy(tok)
+    scan["mechanism"].update(kind="token_loglinear", payment="second_price")
+    assert round_numbers(validate_scenario(wide)) > base
+    assert round_numbers(validate_scenario(scan)) > base
