@@ -233,9 +233,11 @@ def _samples(lm, out: dict, rule: str, shares, texts, names, advertisers, k: int
 
 
 def summarize_bid_sweep(df: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any]:
-    """Per rule, relative bid and advertiser (all queries pooled): the mention rate with its
-    95% Wilson interval, and the means with 95% t-intervals of the reply length (tokens), the
-    value -sum_t D_i (nats) and the payment under each payment rule (money per reply)."""
+    """Per rule, relative bid and advertiser (all queries pooled), `cells`: the mention rate
+    with its 95% Wilson interval, and the means with 95% t-intervals of the reply length
+    (tokens), the value -sum_t D_i (nats) and the payment under each payment rule (money per
+    reply). Per rule and bid, `replies`: the share of replies that mention every advertiser
+    (`all_mentioned`) and none (`none_mentioned`), with 95% Wilson intervals."""
     pays = [c for c in df.columns if c.startswith("payment_")]
     cells = []
     for (rule, s, slot), g in df.groupby(["rule", "bid_share", "slot"], sort=True):
@@ -249,7 +251,17 @@ def summarize_bid_sweep(df: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any
             cell[c] = num(g[c].mean())
             cell[c + "_ci95"] = num(half_width95(g[c]))
         cells.append(cell)
-    return {**meta, "cells": cells}
+    whole = df.groupby(["rule", "bid_share", "query", "reply"], sort=True)["mentioned"].agg(
+        ["all", "any"])
+    replies = []
+    for (rule, s), g in whole.groupby(level=[0, 1], sort=True):
+        n, row = len(g), {"rule": rule, "bid_share": float(s), "replies": len(g)}
+        for name, k in (("all", int(g["all"].sum())), ("none", int((~g["any"]).sum()))):
+            lo, hi = wilson(k, n)
+            row |= {f"{name}_mentioned": num(k / n), f"{name}_low": num(lo),
+                    f"{name}_high": num(hi)}
+        replies.append(row)
+    return {**meta, "cells": cells, "replies": replies}
 
 
 def _meta(scenario, swept: int, queries: list[int], names: list[str]) -> dict[str, Any]:

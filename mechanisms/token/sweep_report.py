@@ -72,6 +72,15 @@ def sweep_sentences(summary: dict) -> list[str]:
                       "falls significantly between relative bids "
                       + ", ".join(f"{a['bid_share']:g} and {b['bid_share']:g}" for a, b in drops)
                       + "."))
+    whole = pd.DataFrame(summary.get("replies", []))
+    for rule in summary["rules"] if not whole.empty else []:
+        w = whole[whole["rule"] == rule]
+        top = w.iloc[int(w["all_mentioned"].to_numpy().argmax())]
+        out.append(f"Under {RULES[rule]} aggregation, replies mention every advertiser most "
+                   f"often at relative bid {top['bid_share']:g}: "
+                   f"{100 * top['all_mentioned']:.0f}% [{100 * top['all_low']:.0f}, "
+                   f"{100 * top['all_high']:.0f}]; at that bid {100 * top['none_mentioned']:.0f}% "
+                   "mention none.")
     mid = (lo + hi) / 2
     for rule in summary["rules"]:
         c = _at(cells, rule, swept, mid)
@@ -150,6 +159,11 @@ def rates_table(summary: dict) -> pd.DataFrame:
         row = {"rule": RULES.get(rule, rule), "relative bid": f"{s:g}"}
         for r in c.to_dict("records"):
             row[f"{r['advertiser']} mentioned"] = _rate(r)
+        w = [r for r in summary.get("replies", []) if r["rule"] == rule and r["bid_share"] == s]
+        for name in ("all", "none") if w else ():
+            row[f"{name} mentioned"] = (f"{100 * w[0][name + '_mentioned']:.0f}% "
+                                        f"[{100 * w[0][name + '_low']:.0f}, "
+                                        f"{100 * w[0][name + '_high']:.0f}]")
         me = c[c["swept"]].iloc[0].to_dict()
         row["length (tokens)"] = fmt(me["length"], 3)
         row[f"{summary['swept']} -ΣD (nats)"] = fmt(me["value"], 3)
