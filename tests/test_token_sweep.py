@@ -156,7 +156,7 @@ def test_run_writes_the_folder_summary_table_and_report(tmp_path):
         assert c["mention_low"] <= c["mention_rate"] <= c["mention_high"]
         # pay-as-bid charges the bid on every token of the reply
         assert c["payment_pay_as_bid"] == pytest.approx(c["bid"] * c["length"])
-    for w in summary["replies"]:  # both / neither named: from the per-reply rows
+    for w in summary["reply_cells"]:  # both / neither named: from the per-reply rows
         g = df[(df["rule"] == w["rule"]) & (df["bid_share"] == w["bid_share"])]
         per = g.groupby(["query", "reply"])["mentioned"]
         assert w["all_mentioned"] == pytest.approx(per.all().mean())
@@ -170,10 +170,12 @@ def test_run_writes_the_folder_summary_table_and_report(tmp_path):
     assert len(records) == 2 * 3 * 2 and all(isinstance(r["reply"], str) for r in records)
 
     sentences = sweep_sentences(summary)
-    assert sentences[0].startswith("Under linear aggregation, Alpha Airlines is mentioned in")
+    assert sentences[0].startswith("Under linear aggregation, the share of replies that mention "
+                                   "Alpha Airlines is ")
     text = io.StringIO()
     Console(file=text, width=200).print(sweep_table(summary))
-    assert "Alpha Airlines mentioned" in text.getvalue()
+    # [mechanism] payment (second price) is not among those charged: the first charged one
+    assert "Alpha Airlines" in text.getvalue() and "pays (pay-as-bid)" in text.getvalue()
 
     # a reply holding markup is escaped in the HTML and stays one cell in Markdown
     evil = {**records[0], "reply": "<script>alert(1)</script> a | b\nnext line",

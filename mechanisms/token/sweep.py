@@ -261,7 +261,7 @@ def summarize_bid_sweep(df: pd.DataFrame, meta: dict[str, Any]) -> dict[str, Any
             row |= {f"{name}_mentioned": num(k / n), f"{name}_low": num(lo),
                     f"{name}_high": num(hi)}
         replies.append(row)
-    return {**meta, "cells": cells, "replies": replies}
+    return {**meta, "cells": cells, "reply_cells": replies}
 
 
 def _meta(scenario, swept: int, queries: list[int], names: list[str]) -> dict[str, Any]:

@@ -37,6 +37,11 @@ def _at(cells: pd.DataFrame, rule: str, advertiser: str, s: float) -> dict | Non
     return c.iloc[int((c["bid_share"] - s).abs().to_numpy().argmin())].to_dict()
 
 
+def _own(name: str) -> str:
+    """The possessive: "Alpha Airlines'", "Beta Resort's"."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
 def _rate(cell: dict) -> str:
     return (f"{100 * cell['mention_rate']:.0f}% [{100 * cell['mention_low']:.0f}, "
             f"{100 * cell['mention_high']:.0f}]")
@@ -58,24 +63,28 @@ def sweep_sentences(summary: dict) -> list[str]:
         other = "; ".join(f"{o}: " + ", ".join(f"{_rate(c)} at {c['bid_share']:g}" for s in (lo, hi)
                                                 if (c := _at(cells, rule, o, s)) is not None)
                           for o in others)
-        out.append(f"Under {RULES[rule]} aggregation, {swept} is mentioned in {words} of the "
-                   f"replies ({other}); 95% Wilson intervals over "
-                   f"{int(at[0]['replies'])} replies per bid.")
+        out.append(f"Under {RULES[rule]} aggregation, the share of replies that mention {swept} "
+                   f"is {words} ({other}; 95% Wilson intervals over {int(at[0]['replies'])} "
+                   "replies per bid).")
     for rule in summary["rules"]:
         c = cells[(cells["rule"] == rule) & (cells["advertiser"] == swept)].sort_values(
             "bid_share")
         drops = [(a, b) for a, b in zip(c.to_dict("records"), c.to_dict("records")[1:],
                                         strict=False) if b["mention_high"] < a["mention_low"]]
-        out.append(f"Under {RULES[rule]} aggregation, {swept}'s mention rate "
+        out.append(f"Under {RULES[rule]} aggregation, {_own(swept)} mention rate "
                    + ("never falls significantly as its bid rises (no step of the grid where the "
                       "intervals separate downwards)." if not drops else
                       "falls significantly between relative bids "
                       + ", ".join(f"{a['bid_share']:g} and {b['bid_share']:g}" for a, b in drops)
                       + "."))
-    whole = pd.DataFrame(summary.get("replies", []))
+    whole = pd.DataFrame(summary.get("reply_cells", []))
     for rule in summary["rules"] if not whole.empty else []:
         w = whole[whole["rule"] == rule]
         top = w.iloc[int(w["all_mentioned"].to_numpy().argmax())]
+        if not top["all_mentioned"]:
+            out.append(f"Under {RULES[rule]} aggregation, no reply mentions every advertiser, "
+                       "at any bid of the grid.")
+            continue
         out.append(f"Under {RULES[rule]} aggregation, replies mention every advertiser most "
                    f"often at relative bid {top['bid_share']:g}: "
                    f"{100 * top['all_mentioned']:.0f}% [{100 * top['all_low']:.0f}, "
@@ -111,7 +120,7 @@ def mention_figure(summary: dict) -> Figure:
                     yerr=[c["mention_rate"] - c["mention_low"], c["mention_high"] - c["mention_rate"]],
                     color=colours.get(adv), ls=styles.get(rule, ":"), marker="o", ms=3,
                     capsize=2, label=f"{adv}, {rule}")
-    ax.set(xlabel=f"{summary['swept']}'s relative bid (share of the total bid)",
+    ax.set(xlabel=f"{_own(summary['swept'])} relative bid (share of the total bid)",
            ylabel="share of replies mentioning", title="Mentions against the relative bid",
            ylim=(-0.02, 1.02))
     ax.legend(fontsize=8)
@@ -133,8 +142,8 @@ def payment_figure(summary: dict) -> Figure:
             ax.errorbar(c["bid_share"], c["payment_" + p], yerr=c["payment_" + p + "_ci95"].fillna(0),
                         color=colours.get(words), ls=styles.get(rule, ":"), marker="o", ms=3,
                         capsize=2, label=f"{words}, {rule}")
-    ax.set(xlabel=f"{summary['swept']}'s relative bid (share of the total bid)",
-           ylabel="money per reply", title=f"{summary['swept']}'s payment per reply")
+    ax.set(xlabel=f"{_own(summary['swept'])} relative bid (share of the total bid)",
+           ylabel="money per reply", title=f"{_own(summary['swept'])} payment per reply")
     ax.legend(fontsize=8)
     return F.done(fig)
 
@@ -159,7 +168,7 @@ def rates_table(summary: dict) -> pd.DataFrame:
         row = {"rule": RULES.get(rule, rule), "relative bid": f"{s:g}"}
         for r in c.to_dict("records"):
             row[f"{r['advertiser']} mentioned"] = _rate(r)
-        w = [r for r in summary.get("replies", []) if r["rule"] == rule and r["bid_share"] == s]
+        w = [r for r in summary.get("reply_cells", []) if r["rule"] == rule and r["bid_share"] == s]
         for name in ("all", "none") if w else ():
             row[f"{name} mentioned"] = (f"{100 * w[0][name + '_mentioned']:.0f}% "
                                         f"[{100 * w[0][name + '_low']:.0f}, "
@@ -193,12 +202,12 @@ def sweep_report(doc: Doc, folder: Path, level: int) -> None:
     doc.heading("Findings", level)
     doc.findings(sweep_sentences(summary))
     doc.heading("Against the relative bid", level)
-    doc.text(f"{summary['swept']}'s bid is the share s of the total bid {summary['total_bid']:g} "
+    doc.text(f"{_own(summary['swept'])} bid is the share s of the total bid {summary['total_bid']:g} "
              "(money per nat); the others share 1 - s. Every bid reads the same uniforms (common "
              f"random numbers); reference weight b_0 = {summary['reference_weight']:g}.")
     doc.figure(mention_figure(summary), "mentions", "Share of replies that mention each "
                "advertiser against the relative bid, with 95% Wilson intervals.")
-    doc.figure(payment_figure(summary), "payments", f"{summary['swept']}'s payment per reply "
+    doc.figure(payment_figure(summary), "payments", f"{_own(summary['swept'])} payment per reply "
                "(money) under each payment rule, with 95% t-intervals.")
     doc.table(rates_table(summary))
     records = read_samples(folder / SAMPLES) if (folder / SAMPLES).exists() else []
@@ -210,10 +219,24 @@ def sweep_report(doc: Doc, folder: Path, level: int) -> None:
 
 
 def sweep_table(summary: dict) -> Table:
-    table = Table(title=f"bid sweep: mention rates against {summary['swept']}'s relative bid")
-    df = rates_table(summary)
-    for c in df.columns:
+    """The terminal's table: per rule and bid, the share of replies mentioning each advertiser,
+    all and none, the swept advertiser's -ΣD and its payment under the scenario's rule."""
+    swept, pay = summary["swept"], summary.get("payment", summary["payments"][0])
+    pay = pay if pay in summary["payments"] else summary["payments"][0]
+    table = Table(title=f"bid sweep: share of replies mentioning, against {_own(swept)} relative "
+                        f"bid ({summary['replies']} replies per bid and query)")
+    names = list(summary["advertisers"])
+    for c in ["rule", "bid", *names, "all", "none", f"{swept} -ΣD (nats)",
+              f"pays ({PAYMENT_WORDS.get(pay, pay)})"]:
         table.add_column(c, justify="left" if c == "rule" else "right")
-    for row in df.itertuples(index=False):
-        table.add_row(*map(str, row))
+    cells = _cells(summary)
+    whole = {(w["rule"], w["bid_share"]): w for w in summary.get("reply_cells", [])}
+    for (rule, s), c in cells.groupby(["rule", "bid_share"], sort=False):
+        by = {r["advertiser"]: r for r in c.to_dict("records")}
+        w = whole.get((rule, s), {})
+        table.add_row(RULES.get(rule, rule), f"{s:g}",
+                      *(f"{100 * by[a]['mention_rate']:.0f}%" if a in by else "-" for a in names),
+                      *(f"{100 * w[k]:.0f}%" if k in w else "-"
+                        for k in ("all_mentioned", "none_mentioned")),
+                      fmt(by[swept]["value"], 3), fmt(by[swept].get("payment_" + pay), 3))
     return table
