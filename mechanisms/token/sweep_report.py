@@ -42,9 +42,15 @@ def _own(name: str) -> str:
     return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
-def _rate(cell: dict) -> str:
-    return (f"{100 * cell['mention_rate']:.0f}% [{100 * cell['mention_low']:.0f}, "
-            f"{100 * cell['mention_high']:.0f}]")
+def _pct(x: float) -> str:
+    """A share as a percentage: whole percents, one decimal below 1% (so 1 in 200 is not 0%)."""
+    return f"{100 * x:.1f}%" if 0 < x < 0.01 else f"{100 * x:.0f}%"
+
+
+def _rate(cell: dict, key: str = "mention") -> str:
+    """'30% [25, 37]': the share of `key` + '_rate' with its interval (in percent)."""
+    rate = cell[f"{key}_rate"] if f"{key}_rate" in cell else cell[f"{key}_mentioned"]
+    return f"{_pct(rate)} [{100 * cell[key + '_low']:.0f}, {100 * cell[key + '_high']:.0f}]"
 
 
 def sweep_sentences(summary: dict) -> list[str]:
@@ -86,10 +92,8 @@ def sweep_sentences(summary: dict) -> list[str]:
                        "at any bid of the grid.")
             continue
         out.append(f"Under {RULES[rule]} aggregation, replies mention every advertiser most "
-                   f"often at relative bid {top['bid_share']:g}: "
-                   f"{100 * top['all_mentioned']:.0f}% [{100 * top['all_low']:.0f}, "
-                   f"{100 * top['all_high']:.0f}]; at that bid {100 * top['none_mentioned']:.0f}% "
-                   "mention none.")
+                   f"often at relative bid {top['bid_share']:g}: {_rate(top, 'all')}; at that "
+                   f"bid {_pct(top['none_mentioned'])} mention none.")
     mid = (lo + hi) / 2
     for rule in summary["rules"]:
         c = _at(cells, rule, swept, mid)
@@ -170,9 +174,7 @@ def rates_table(summary: dict) -> pd.DataFrame:
             row[f"{r['advertiser']} mentioned"] = _rate(r)
         w = [r for r in summary.get("reply_cells", []) if r["rule"] == rule and r["bid_share"] == s]
         for name in ("all", "none") if w else ():
-            row[f"{name} mentioned"] = (f"{100 * w[0][name + '_mentioned']:.0f}% "
-                                        f"[{100 * w[0][name + '_low']:.0f}, "
-                                        f"{100 * w[0][name + '_high']:.0f}]")
+            row[f"{name} mentioned"] = _rate(w[0], name)
         me = c[c["swept"]].iloc[0].to_dict()
         row["length (tokens)"] = fmt(me["length"], 3)
         row[f"{summary['swept']} -ΣD (nats)"] = fmt(me["value"], 3)
@@ -235,8 +237,8 @@ def sweep_table(summary: dict) -> Table:
         by = {r["advertiser"]: r for r in c.to_dict("records")}
         w = whole.get((rule, s), {})
         table.add_row(RULES.get(rule, rule), f"{s:g}",
-                      *(f"{100 * by[a]['mention_rate']:.0f}%" if a in by else "-" for a in names),
-                      *(f"{100 * w[k]:.0f}%" if k in w else "-"
+                      *(_pct(by[a]["mention_rate"]) if a in by else "-" for a in names),
+                      *(_pct(w[k]) if k in w else "-"
                         for k in ("all_mentioned", "none_mentioned")),
                       fmt(by[swept]["value"], 3), fmt(by[swept].get("payment_" + pay), 3))
     return table
