@@ -44,3 +44,14 @@ def test_bench_mosaic_backend_rows():
 
     rows = backend_rows("cpu", reps=1, smollm2=False)
     assert len(rows) == 2 and all(r.count("|") == BACKEND_HEADER[0].count("|") for r in rows)
+
+
+def test_bench_token_runs(tmp_path):
+    out = tmp_path / "section.md"
+    res = subprocess.run(
+        [sys.executable, "benchmarks/bench_token.py", "--small", "--reps", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert text.count("\n| ") == 6  # header, rule and two rules x (synthetic, tiny Llama)
+    assert "tokens/s" in text

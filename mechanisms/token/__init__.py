@@ -29,7 +29,13 @@ from genmarket.mechanisms.token.mechanism import (
 )
 from genmarket.mechanisms.token.metrics import METRICS, PANELS
 from genmarket.mechanisms.token.payments import PAYMENTS
-from genmarket.mechanisms.token.settings import KINDS, TokenSettings, check, round_numbers
+from genmarket.mechanisms.token.settings import (
+    KINDS,
+    TokenSettings,
+    check,
+    magnitudes,
+    round_numbers,
+)
 
 __all__ = ["DIVERGENCE_CAP", "FAMILY", "PAYMENTS", "RULES", "Reply", "TokenAdapter",
            "TokenAuction", "TokenBatch", "TokenLM", "TokenLinear", "TokenLogLinear",
@@ -76,7 +82,9 @@ FAMILY = Family(
     world="language",
     profiles=True,
     check=check,
+    magnitudes=magnitudes,
     round_numbers=round_numbers,
+    experiments=("bid_sweep",),
     money="money units",
     truthful="bidding one's value per nat",
     acts="bid",

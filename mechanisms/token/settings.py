@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
+from genmarket.market.engine.precision import Magnitudes
 from genmarket.market.scenario.base import NonNeg, Positive, Strict
 from genmarket.mechanisms.token.payments import SCAN
 
-__all__ = ["KINDS", "TokenSettings", "check", "round_numbers"]
+__all__ = ["KINDS", "TokenSettings", "check", "magnitudes", "round_numbers"]
 
 KINDS = ("token_linear", "token_loglinear")
 
@@ -74,6 +75,31 @@ def check(scenario) -> None:
     elif mech.min_length > lang.length:
         raise ValueError(f"mechanism.min_length = {mech.min_length}: must be <= language.length "
                          f"= {lang.length}, the most tokens a reply has")
+    if scenario.experiment is not None and scenario.experiment.kind == "bid_sweep":
+        from genmarket.mechanisms.token.sweep import check_sweep  # the sweep imports settings
+
+        check_sweep(scenario)
+
+
+# nominal divergence of one step's aggregate from an advertiser's law, in nats (the synthetic
+# world's per-step divergences are below 1 nat; the run's values are sums over the reply)
+NATS_PER_STEP = 2.0
+
+
+def magnitudes(scenario) -> Magnitudes | None:
+    """The numbers a token-auction run computes (`Family.magnitudes`), in money units: values
+    and payments are sums over up to L = `[language] length` steps of bids or values (money per
+    nat) times per-step divergences, taken as NATS_PER_STEP nats, and the reported quantities
+    must resolve one nat at the smallest advertiser's value. None when every value is 0."""
+    highs = [g.value_dist.support[1] for g in scenario.advertisers]
+    positive = [h for h in highs if h > 0]
+    if not positive:
+        return None
+    L = scenario.language.length
+    largest = max(highs) * NATS_PER_STEP * L
+    scale = min(positive)
+    return Magnitudes(largest, scale, f"value {max(highs):.3g} x {NATS_PER_STEP:g} nats x {L} "
+                                      f"steps = {largest:.3g} against a value of {scale:.3g} x 1 nat")
 
 
 def round_numbers(scenario) -> int:
