@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from types import SimpleNamespace
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -17,13 +15,12 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 from rich.console import Console
 
 from genmarket.market.reports.document import Doc
+from genmarket.market.scenario import validate_scenario
 from genmarket.mechanisms.backends.text.base import AdvertiserProfile, Query, TextWorld
 from genmarket.mechanisms.backends.text.synthetic import SyntheticTextBackend
-from genmarket.mechanisms.backends.text.world import Language
 from genmarket.mechanisms.token import TokenBatch, TokenLinear, TokenLogLinear, generate
 from genmarket.mechanisms.token.aggregate import divergence
 from genmarket.mechanisms.token.sweep import (
@@ -115,29 +112,21 @@ def test_wilson_interval_closed_form():
 # ----- the run folder, summary, table and report
 
 
-class _Mechanism(BaseModel):
-    kind: Literal["token_linear"] = "token_linear"
-    payment: str = "second_price"
-    reference_weight: float = 0.0
-
-
-class _Scenario(SimpleNamespace):
-    def model_dump(self, mode="json"):
-        return {"name": "sweep-test", "seed": self.seed, "mechanism": self.mechanism.model_dump(),
-                "language": self.language.model_dump(mode=mode),
-                "experiment": self.experiment.model_dump(mode=mode),
-                "advertisers": [vars(g) for g in self.advertisers]}
-
-
-def scenario(**ex) -> _Scenario:
-    group = [SimpleNamespace(group=p.name.split()[0], count=1, names=[p.name],
-                             description=p.description, relevance=dict(p.relevance))
-             for p in WORLD.advertisers]
-    language = Language(topics=["travel"], length=6, queries=[
-        {"text": "Vacations in Hawaii", "topic": "travel"},
-        {"text": "A <b>quiet</b> beach | cheap?", "topic": "travel"}])
-    return _Scenario(seed=3, device="cpu", dtype="float64", language=language, advertisers=group,
-                     mechanism=_Mechanism(), experiment=BidSweep(kind="bid_sweep", **ex))
+def scenario(**ex):
+    """A validated bid-sweep scenario on the test world (its two advertisers, Alpha's group
+    `Alpha`), with `[experiment]` settings `ex`."""
+    data = {
+        "name": "sweep-test", "seed": 3, "dtype": "float64",
+        "mechanism": {"kind": "token_linear", "payment": "second_price"},
+        "language": {"topics": ["travel"], "length": 6, "queries": [
+            {"text": "Vacations in Hawaii", "topic": "travel"},
+            {"text": "A <b>quiet</b> beach | cheap?", "topic": "travel"}]},
+        "experiment": {"kind": "bid_sweep", **ex},
+        "advertisers": [{"group": p.name.split()[0], "count": 1, "names": [p.name],
+                         "description": p.description, "relevance": dict(p.relevance)}
+                        for p in WORLD.advertisers],
+    }
+    return validate_scenario(data, "sweep-test.toml")
 
 
 def test_run_writes_the_folder_summary_table_and_report(tmp_path):
