@@ -22,7 +22,9 @@ __all__ = [
     "AuctionBatch",
     "Mechanism",
     "Outcome",
+    "flipped_masks",
     "get_mechanism",
+    "pearson",
     "reference_deviations",
     "register_mechanism",
     "run_with_deviations",
@@ -189,3 +191,23 @@ def sample(p: Tensor, noise: Tensor) -> Tensor:
     index = torch.arange(p.shape[-1], device=p.device)
     last = torch.where(p > 0, index, 0).amax(-1)
     return torch.minimum(j, last)
+
+
+def flipped_masks(mask: Tensor) -> Tensor:
+    """Participation [B, n] -> [n * B, n], the n worlds stacked world-major: in world i (rows
+    i * B ... i * B + B - 1) advertiser i's participation is flipped, everyone else's kept."""
+    n = mask.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=mask.device)
+    return (mask.unsqueeze(0) ^ eye.unsqueeze(1)).reshape(-1, n)
+
+
+def pearson(x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    """Weighted Pearson correlation along dims 1.. of [R, ...] tensors (w 0/1). NaN when either
+    side has no variance or fewer than two points."""
+    dims = tuple(range(1, x.dim()))
+    n = w.sum(dims)
+    mx, my = (w * x).sum(dims) / n, (w * y).sum(dims) / n
+    dx = (x - mx.view(-1, *(1,) * len(dims))) * w
+    dy = (y - my.view(-1, *(1,) * len(dims))) * w
+    cov = (dx * dy).sum(dims)
+    return cov / ((dx * dx).sum(dims) * (dy * dy).sum(dims)).sqrt()

@@ -56,3 +56,14 @@ def test_bench_diffusion_concept_row():
     backend = get_backend("concept", WORLD, dtype=torch.float32, steps=2)
     row = speed_row("concept", backend, 2, 2, "cpu", reps=1)
     assert row.count("|") == HEADER[0].count("|") and row.count("images/s, ratio ") == len(NS)
+
+
+def test_bench_token_runs(tmp_path):
+    out = tmp_path / "section.md"
+    res = subprocess.run(
+        [sys.executable, "benchmarks/bench_token.py", "--small", "--reps", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert text.count("\n| ") == 6  # header, rule and two rules x (synthetic, tiny Llama)
+    assert "tokens/s" in text

@@ -41,7 +41,7 @@ class MetricSpec:
 
     name — the column of metrics.parquet; `{group}` in it stands for each advertiser group.
     label — words for axes and tables. unit — "money" (the family's money unit), "share",
-    "ratio", "nats" or "" (plain number). panel — the figure it is drawn in (metrics with the
+    "ratio", "nats", "r", "" (plain number), or any other words, shown as they are ("tokens"). panel — the figure it is drawn in (metrics with the
     same panel share one); None: not drawn. reference — theory values for reference lines, a
     function of the scenario returning {label: value} (empty where no theory applies).
     unraveling — the share of relevant advertisers entering, from which the summary reads

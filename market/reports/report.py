@@ -184,6 +184,9 @@ def _variants(doc: Doc, folder: Path, level: int) -> None:
     comparison = {n: comparison[n] for n in [*overrides, *comparison] if n in comparison}
     desc = {n: T.describe_variant(overrides.get(n, {}), n) for n in comparison}
     kinds = {n: _folder_kind(folder / n) for n in comparison}
+    # a variant may switch mechanism kind, and so family: each is described by its own
+    families = {n: family_for(read_json(folder / n / "manifest.json")) for n in comparison
+                if (folder / n / "manifest.json").exists()}
     doc.heading("What was run", level)
     doc.table(T.setup_table(manifest, family))
     doc.table(pd.DataFrame({"variant": list(desc), "differs in": [
@@ -195,9 +198,9 @@ def _variants(doc: Doc, folder: Path, level: int) -> None:
         doc.findings([f"{desc[n].capitalize()}: {s}" for n, summ in comparison.items()
                       for s in (experiment.sentences(summ)[:1] if experiment.sentences else [])])
     else:
-        doc.findings(T.variant_sentences(comparison, desc, family))
+        doc.findings(T.variant_sentences(comparison, desc, family, families))
         doc.heading("Side by side", level)
-        doc.table(T.variants_table(comparison, family))
+        doc.table(T.variants_table(comparison, family, families))
         metrics = {n: pd.read_parquet(folder / n / "metrics.parquet") for n in comparison
                    if (folder / n / "metrics.parquet").exists()}
         fig = comparison_figure(metrics, family) if metrics else None

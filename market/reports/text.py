@@ -310,7 +310,24 @@ def describe_variant(overrides: dict, name: str) -> str:
     return f"with {flat}" if flat else f"variant {name}"
 
 
-def variant_sentences(comparison: dict, desc: dict, family: Family) -> list[str]:
+def _of(families: dict[str, Family] | None, family: Family, name: str) -> Family:
+    return (families or {}).get(name, family)
+
+
+def _metric_words(k: str, have, family: Family, families: dict[str, Family] | None
+                  ) -> tuple[str, dict[str, str]]:
+    """(label, {variant: unit}) of column k for the variants in `have`: the label of the first
+    of their families that describes the column, each variant's unit from its own family
+    (variants of different families may measure money in different units)."""
+    fams = [_of(families, family, n) for n in have]
+    described = next((f for f in fams if f.metric(k) is not None), family)
+    return label(described, k), {n: unit(f, k) for n, f in zip(have, fams, strict=True)}
+
+
+def variant_sentences(comparison: dict, desc: dict, family: Family,
+                      families: dict[str, Family] | None = None) -> list[str]:
+    """Findings of a variants folder. families — each variant's family (variants that switch
+    mechanism kind may come from different families); `family` for those not given."""
     out = []
     unr = {n: s["unraveling"] for n, s in comparison.items() if s.get("unraveling")}
     if unr:
@@ -329,32 +346,44 @@ def variant_sentences(comparison: dict, desc: dict, family: Family) -> list[str]
     windows = {tuple(s["window"]) for s in comparison.values()}
     where = (_window(next(iter(comparison.values()))) if len(windows) == 1
              else "over each run's final window")
-    for spec in compared(family):
+    fams = list({f.name: f for f in [family, *(families or {}).values()]}.values())
+    specs = list({s.name: s for f in fams for s in compared(f)}.values())
+    for spec in specs:
         k = spec.name
         have = {n: s for n, s in comparison.items() if s["metrics"].get(k) is not None}
         if len(have) < 2:
             continue
+        words, units = _metric_words(k, have, family, families)
+        shared = len(set(units.values())) == 1
         parts = "; ".join(f"{desc[n]} {pm(s['metrics'][k], s.get('ci95', {}).get(k))}"
+                          + ("" if shared or not units[n] else f" {_after(units[n]).strip()}")
                           for n, s in have.items())
         lo = {n: s["metrics"][k] - (s.get("ci95", {}).get(k) or 0.0) for n, s in have.items()}
         hi = {n: s["metrics"][k] + (s.get("ci95", {}).get(k) or 0.0) for n, s in have.items()}
         best = max(have, key=lambda n: have[n]["metrics"][k])
         # intervals apart by more than the printed resolution (0.0005), not by rounding noise
         clear = all(lo[best] - hi[n] >= 0.0005 for n in have if n != best)
-        u = _after(unit(family, k)).strip()
+        u = _after(next(iter(units.values()))).strip() if shared else ""
         others = "other's" if len(have) == 2 else "others'"
-        out.append(f"{_capital(label(family, k))}{f' ({u})' if u else ''} {where}: {parts}"
+        out.append(f"{_capital(words)}{f' ({u})' if u else ''} {where}: {parts}"
                    + (f"; highest {desc[best]}, its 95% interval clear of the "
                       f"{others}." if clear
                       else "; the 95% intervals overlap."))
     return out
 
 
-def variants_table(comparison: dict, family: Family) -> pd.DataFrame:
+def variants_table(comparison: dict, family: Family,
+                   families: dict[str, Family] | None = None) -> pd.DataFrame:
+    """Every metric of every variant side by side ("n/a" where a variant lacks it); label and
+    unit from the variants' own families (`families`, else `family`), the units joined by " / "
+    where the variants' families measure the column differently."""
     names = list(comparison)
     keys = [k for k in dict.fromkeys(k for s in comparison.values() for k in s["metrics"])]
-    rows = [[label(family, k), unit(family, k)]
-            + [pm(comparison[n]["metrics"].get(k), comparison[n].get("ci95", {}).get(k))
-               if comparison[n]["metrics"].get(k) is not None else "n/a" for n in names]
-            for k in keys]
+    rows = []
+    for k in keys:
+        have = [n for n in names if comparison[n]["metrics"].get(k) is not None] or names
+        words, units = _metric_words(k, have, family, families)
+        rows.append([words, " / ".join(dict.fromkeys(units.values()))]
+                    + [pm(comparison[n]["metrics"].get(k), comparison[n].get("ci95", {}).get(k))
+                       if comparison[n]["metrics"].get(k) is not None else "n/a" for n in names])
     return pd.DataFrame(rows, columns=["metric", "unit", *names])

@@ -77,7 +77,9 @@ class Metrics(Strict):
 class Variant(Strict):
     """One `[[variants]]` entry: a name and overrides of the scenario's own keys, merged into it
     (tables merge key by key, anything else is replaced), e.g.
-    `{ name = "no_offset", mechanism = { offset = false } }`."""
+    `{ name = "no_offset", mechanism = { offset = false } }`. A variant whose `mechanism.kind`
+    differs from the scenario's replaces the whole `[mechanism]` table (another mechanism's
+    settings are not merged into it)."""
 
     model_config = ConfigDict(**{**STRICT, "extra": "allow"})
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
@@ -167,8 +169,14 @@ class Scenario(Strict):
             raise ValueError("variants: names must be unique")
         base = self.model_dump(mode="python", exclude_unset=True, exclude={"variants"})
         out = []
+        kind = base.get("mechanism", {}).get("kind")
         for k, v in enumerate(self.variants):
-            merged = deep_merge(base, v.overrides)
+            over = v.overrides
+            mech = over.get("mechanism")
+            if isinstance(mech, dict) and mech.get("kind", kind) != kind:  # another mechanism
+                merged = deep_merge({key: x for key, x in base.items() if key != "mechanism"}, over)
+            else:
+                merged = deep_merge(base, over)
             try:
                 if "variants" in merged:
                     raise ValueError("variants: a variant cannot hold variants of its own")

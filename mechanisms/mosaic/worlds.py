@@ -4,6 +4,8 @@ the one-shot experiment.
 In the world of advertiser i only i's participation is flipped (`flipped_masks`); running the
 mechanism there on re-generated candidates gives i's outside option (or its utility of entering,
 for one who stayed out). Rewards and payments are in reward units; qualities in nats.
+`flipped_masks` and `pearson` live in `genmarket.mechanisms.base` (the token auction uses them
+too) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,17 +15,10 @@ import math
 import torch
 from torch import Tensor
 
+from genmarket.mechanisms.base import flipped_masks, pearson
 from genmarket.mechanisms.mosaic.mechanism import MosaicBatch
 
 __all__ = ["flipped_masks", "own_world_outcomes", "pearson", "reply_quality"]
-
-
-def flipped_masks(mask: Tensor) -> Tensor:
-    """Participation [B, n] -> [n * B, n], the n worlds stacked world-major: in world i (rows
-    i * B ... i * B + B - 1) advertiser i's participation is flipped, everyone else's kept."""
-    n = mask.shape[-1]
-    eye = torch.eye(n, dtype=torch.bool, device=mask.device)
-    return (mask.unsqueeze(0) ^ eye.unsqueeze(1)).reshape(-1, n)
 
 
 def own_world_outcomes(mechanism, cand, flipped: Tensor, noise: Tensor, value: Tensor,
@@ -57,15 +52,3 @@ def reply_quality(p: Tensor, cand, total: Tensor, log_z: Tensor) -> tuple[Tensor
     logp_opt = (p * (cand.log_ref + total - log_z.unsqueeze(-1))).sum(-1)
     kl = (torch.xlogy(p, p) + p * (math.log(M) + cand.log_gen - cand.log_ref)).sum(-1)
     return logp_opt, kl
-
-
-def pearson(x: Tensor, y: Tensor, w: Tensor) -> Tensor:
-    """Weighted Pearson correlation along dims 1.. of [R, ...] tensors (w 0/1). NaN when either
-    side has no variance or fewer than two points."""
-    dims = tuple(range(1, x.dim()))
-    n = w.sum(dims)
-    mx, my = (w * x).sum(dims) / n, (w * y).sum(dims) / n
-    dx = (x - mx.view(-1, *(1,) * len(dims))) * w
-    dy = (y - my.view(-1, *(1,) * len(dims))) * w
-    cov = (dx * dy).sum(dims)
-    return cov / ((dx * dx).sum(dims) * (dy * dy).sum(dims)).sqrt()

@@ -1,8 +1,9 @@
-"""The token auction (SPEC section 2): LLM agents bid for influence on a reply built token by
-token; each step aggregates their next-token laws (linear or log-linear), draws the token by
-stable sampling and charges a payment rule. The mechanism of one step (`mechanism`, with the
-aggregation in `aggregate` and the payment rules in `payments`), the batched reply loop
-(`generate`) and the protocol of the language models it reads (`lm`).
+"""The token auction (SPEC section 2) as a family: LLM agents bid for influence on a reply built
+token by token; each step aggregates their next-token laws (linear or log-linear), draws the
+token by stable sampling and charges a payment rule. The mechanism of one step (`mechanism`,
+with the aggregation in `aggregate` and the payment rules in `payments`), the batched reply loop
+(`generate`), the protocol of the language models it reads (`lm`), and the market side: its
+settings, adapter, counterfactuals, metrics and samples, on the language world.
 
 Paper: P. Duetting, V. Mirrokni, R. Paes Leme, H. Xu and S. Zuo (2024), "Mechanism design for
 large language models", WWW 2024.
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from genmarket.market.engine.seam import Example
+from genmarket.market.engine.seam import Example, Family
 from genmarket.mechanisms.contract import column_setter
+from genmarket.mechanisms.token.adapter import TokenAdapter
 from genmarket.mechanisms.token.aggregate import DIVERGENCE_CAP, RULES
 from genmarket.mechanisms.token.generate import Reply, generate
 from genmarket.mechanisms.token.lm import TokenLM
@@ -25,11 +27,20 @@ from genmarket.mechanisms.token.mechanism import (
     TokenOutcome,
     deviation_utilities,
 )
+from genmarket.mechanisms.token.metrics import METRICS, PANELS
 from genmarket.mechanisms.token.payments import PAYMENTS
+from genmarket.mechanisms.token.settings import (
+    KINDS,
+    TokenSettings,
+    check,
+    magnitudes,
+    round_numbers,
+)
 
-__all__ = ["DIVERGENCE_CAP", "PAYMENTS", "RULES", "Reply", "TokenAuction", "TokenBatch",
-           "TokenLM", "TokenLinear", "TokenLogLinear", "TokenOutcome", "deviation_utilities",
-           "examples", "generate", "token_batch"]
+__all__ = ["DIVERGENCE_CAP", "FAMILY", "PAYMENTS", "RULES", "Reply", "TokenAdapter",
+           "TokenAuction", "TokenBatch", "TokenLM", "TokenLinear", "TokenLogLinear",
+           "TokenOutcome", "TokenSettings", "deviation_utilities", "examples", "generate",
+           "token_batch"]
 
 
 def token_batch(device, dtype, seed: int, B: int = 48, n: int = 4, V: int = 7,
@@ -57,3 +68,26 @@ def examples(device, dtype, seed: int) -> list[Example]:
                 mech = cls(payment=payment, reference_weight=b0)
                 out.append(Example(f"{cls.name}-{payment}-b0={b0:g}", mech, batch, set_bids))
     return out
+
+
+FAMILY = Family(
+    name="token",
+    kinds=KINDS,
+    settings=TokenSettings,
+    adapter=TokenAdapter,
+    metrics=METRICS,
+    panels=PANELS,
+    examples=examples,
+    record=("value", "bid", "entered", "won", "payment", "reply_value", "utility"),
+    world="language",
+    profiles=True,
+    check=check,
+    magnitudes=magnitudes,
+    round_numbers=round_numbers,
+    experiments=("bid_sweep",),
+    money="money units",
+    truthful="bidding one's value per nat",
+    acts="bid",
+    citation="P. Duetting, V. Mirrokni, R. Paes Leme, H. Xu, S. Zuo (2024), Mechanism design "
+             "for large language models (WWW 2024)",
+)

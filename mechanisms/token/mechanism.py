@@ -89,18 +89,22 @@ def _stack(batch: TokenBatch, reference_weight: float) -> tuple[Tensor, Tensor]:
 
 
 def deviation_utilities(batch: TokenBatch, true_logp: Tensor, values: Tensor, alt_bids: Tensor,
-                        rule: str, payment: str, reference_weight: float = 0.0) -> Tensor:
-    """Exact step utilities [B, n, K] (money) of unilateral bid deviations.
+                        rule: str, payment: str, reference_weight: float = 0.0,
+                        report_logp: Tensor | None = None) -> Tensor:
+    """Exact step utilities [B, n, K] (money) of unilateral deviations.
 
     For each slot i and k, i bids alt_bids[b, i, k] (money per nat; i takes part even where
-    batch.mask[b, i] is False) with its reported law batch.logp unchanged, everyone else as in
-    `batch`, the same uniform: i's utility -m_i D_i(q') - pay_i with D_i measured against its
-    TRUE law true_logp [B, n, V] (nats), m_i = values [B, n] (money per nat). batch.uniform must
-    be given. Memory: [B, n, K, V] tensors, [B, n, K, SCAN, V] for log-linear second price.
+    batch.mask[b, i] is False) with its reported law batch.logp unchanged — or, when
+    report_logp [B, n, K, V] is given, reporting the law report_logp[b, i, k] instead (an LLM
+    misreport) — everyone else as in `batch`, the same uniform: i's utility -m_i D_i(q') - pay_i
+    with D_i measured against its TRUE law true_logp [B, n, V] (nats), m_i = values [B, n] (money
+    per nat). batch.uniform must be given. Memory: [B, n, K, V] tensors, [B, n, K, SCAN, V] for
+    log-linear second price.
     """
     logp_all, w_all = _stack(batch, reference_weight)
     pooled, total = others(logp_all, w_all, rule)  # [B, n, V], [B, n]
-    pooled, total, logp_i = pooled.unsqueeze(-2), total.unsqueeze(-1), batch.logp.unsqueeze(-2)
+    logp_i = batch.logp.unsqueeze(-2) if report_logp is None else report_logp
+    pooled, total = pooled.unsqueeze(-2), total.unsqueeze(-1)
     log_ref = batch.log_ref[:, None, None]
     b = alt_bids.to(batch.bids.dtype)
     logq = normalise(join(pooled, logp_i, b, rule), total + b, rule, log_ref)  # [B, n, K, V]
@@ -164,11 +168,12 @@ class TokenAuction:
         return divergence(logp, logq, self.rule)
 
     def deviation_utilities(self, batch: TokenBatch, true_logp: Tensor, values: Tensor,
-                            alt_bids: Tensor) -> Tensor:
+                            alt_bids: Tensor, report_logp: Tensor | None = None) -> Tensor:
         """See the module-level `deviation_utilities`: [B, n, K] (money) from true_logp
-        [B, n, V], values [B, n] and alt_bids [B, n, K]."""
+        [B, n, V], values [B, n], alt_bids [B, n, K] and, optionally, the deviators' reported
+        laws report_logp [B, n, K, V]."""
         return deviation_utilities(batch, true_logp, values, alt_bids, self.rule, self.payment,
-                                   self.reference_weight)
+                                   self.reference_weight, report_logp)
 
 
 @register_mechanism("token_linear")

@@ -19,9 +19,11 @@ Bids b_i are money per nat of divergence. For advertiser i, the others' pool and
   F_k is monotone in b, so the bids drawing t form an interval whose lower end is a crossing of
   F_{t-1} or F_t with u, in closed form. Log-linear rule: F_k need not be monotone, so the
   bids drawing t need not form one interval; the lowest of them is found numerically: a scan of
-  the SCAN bids 0, b_i/SCAN, ..., finds the lowest one drawing t (b_i itself if none), then
-  BISECTION halvings of the bracket below it. Resolution b_i / (SCAN * 2^BISECTION) = 3.7e-9 b_i
-  (or the dtype's, if coarser); a run of bids drawing t narrower than b_i / SCAN below the
+  SCAN bids evenly spaced in i's share of the weight r = b / (W_-i + b) from 0 to r_i (q depends
+  on the bid only through r: evenly spaced bids would crowd where r moves least and miss short
+  runs near 0 when W_-i is small) finds the lowest one drawing t (b_i itself if none), then
+  BISECTION halvings of the bracket below it. Resolution a 2^-BISECTION share of the bracket
+  (or the dtype's, if coarser); a run of shares drawing t narrower than r_i / SCAN below the
   bracket can be missed, which overcharges (never above b_i).
 Every price is clamped to [0, b_i]; an advertiser of weight 0 (absent, or bidding 0) pays 0.
 """
@@ -37,7 +39,7 @@ __all__ = ["BISECTION", "PAYMENTS", "SCAN", "payments", "second_price", "second_
            "vcg"]
 
 PAYMENTS = ("pay_as_bid", "vcg", "second_price")
-SCAN = 16
+SCAN = 64
 BISECTION = 24
 
 
@@ -111,11 +113,21 @@ def second_price_search(pooled_minus: Tensor, total_minus: Tensor, logp_i: Tenso
         ok = ((at[..., 0] <= x) | first_token) & (at[..., 1] > x)
         return torch.where(top.squeeze(-1) > float("-inf"), ok, at_ref.unsqueeze(-1))
 
+    # scan evenly in i's share of the weight, r = b / (W_-i + b), not in the bid: the aggregate
+    # depends on the bid only through r, which moves fastest near b = 0 when W_-i is small
     steps = torch.arange(1, SCAN, device=b.device, dtype=b.dtype)
-    grid = b.unsqueeze(-1) * steps / SCAN  # [..., SCAN - 1]: the bids b_i/SCAN .. below b_i
-    first = torch.where(draws_token(grid), steps, float(SCAN)).amin(-1)  # lowest drawing t
+    W = total_minus.expand(shape)
+    share = (b / (W + b)).expand(shape)
+
+    def bid_at(k: Tensor) -> Tensor:
+        """The bid at scan point k (0..SCAN, SCAN: b_i itself): W_-i r_k / (1 - r_k)."""
+        r = share.unsqueeze(-1) * k / SCAN
+        return torch.where(k >= SCAN, b.expand(shape).unsqueeze(-1),
+                           W.unsqueeze(-1) * r / (1 - r).clamp_min(torch.finfo(b.dtype).tiny))
+
+    first = torch.where(draws_token(bid_at(steps)), steps, float(SCAN)).amin(-1)  # lowest drawing t
     first = torch.where(at_zero, 0.0, first)
-    lo, hi = (b * (first - 1) / SCAN).unsqueeze(-1), (b * first / SCAN).unsqueeze(-1)
+    lo, hi = bid_at((first - 1).clamp(min=0).unsqueeze(-1)), bid_at(first.unsqueeze(-1))
     for _ in range(BISECTION):
         mid = (lo + hi) / 2
         same = draws_token(mid)
