@@ -54,7 +54,12 @@ def welfare_figure(auctions: pd.DataFrame, prompts: list[str] | None = None) -> 
                 title="(a) relative welfare gain over the single-winner baseline")
     kmax = auctions["k"].max()
     top = auctions[auctions["k"] == kmax]
-    best = int(top.groupby("prompt")["gain"].mean().idxmax())
+    means = top.groupby("prompt")["gain"].mean().dropna()
+    if means.empty:  # no auction whose baseline welfare is positive
+        axes[1].text(0.5, 0.5, "no baseline welfare > 0", ha="center", va="center")
+        axes[1].set_axis_off()
+        return F.done(fig)
+    best = int(means.idxmax())
     grid = top[top["prompt"] == best].groupby(["b2", "b1"])["gain"].mean().unstack("b1")
     F.sns.heatmap(grid.iloc[::-1], annot=len(grid.columns) <= 12, fmt=".2f", cmap="RdBu",
                   center=0, ax=axes[1], cbar_kws={"label": "relative welfare gain"},

@@ -70,8 +70,8 @@ def grid_table(backend: ImageBackend, pairs: list[tuple[int, int, int]], bids1: 
 
     pairs — (base prompt, advertiser 1, advertiser 2) indices into backend.world, one per base
     prompt of the experiment; noise [seeds, len(pairs), >= k, *backend.shape]; progress(n) is
-    called with the auctions done after each backend call. Columns: prompt, seed, i1, i2 (grid
-    indices), b1, b2, share, k; align1, align2 (cosines of the kept image), welfare (bid-welfare
+    called with the auctions done after each backend call. Columns: prompt (the index of the
+    pair in `pairs`), seed, i1, i2 (grid indices), b1, b2, share, k; align1, align2 (cosines of the kept image), welfare (bid-welfare
     sum_i b_i alpha_i, bid units: the true welfare when both bid truthfully), pay1, pay2 (bid
     units), quality; the baseline's base_align1, base_align2, base_welfare, base_quality and
     base_winner (the slot whose prompt drew the kept image); gain = welfare / base_welfare - 1
