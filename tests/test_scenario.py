@@ -36,7 +36,7 @@ def test_base_scenario_is_valid(scenario_dict):
         (lambda d: d["advertisers"][0]["strategy"].update(kind="qlearn"),
          "advertisers[0].strategy.kind = 'qlearn': not one of truthful, multiplier, shift, hedge, exp3, ucb, qlearning"),
         (lambda d: d["mechanism"].update(reserve=-0.5), "mechanism.reserve = -0.5: must be >= 0"),
-        (lambda d: d["mechanism"].update(kind="dutch"), "mechanism.kind = 'dutch': not one of first_price, gsp, mosaic, second_price, vcg"),
+        (lambda d: d["mechanism"].update(kind="dutch"), "mechanism.kind = 'dutch': not one of diffusion, first_price, gsp, mosaic, second_price, vcg"),
         (lambda d: d["advertisers"][0]["strategy"].update(eta=0), "advertisers[0].strategy.eta = 0: must be > 0"),
         (lambda d: d["advertisers"][0].update(colour="red"), "advertisers[0].colour: unknown key"),
         (lambda d: d.update(steps=0), "steps = 0: must be >= 1"),
