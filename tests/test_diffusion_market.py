@@ -233,3 +233,18 @@ def test_the_hf_template_runs_on_any_local_diffusers_folder(request, tmp_path):
     for rec in recs:
         png = (res.folder / rec["files"][0]).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_float32_is_kept_for_comparable_values_and_left_where_they_are_far_apart():
+    """Bid-welfares reach n x the largest bid while utilities must resolve the smallest value:
+    values 1 and 1 stay in float32; values 1e4 and 1e-2 (n x the largest deviation bid 1.5e4
+    against 0.01: ratio 3e6 > 8,400) compute in float64, and are refused under "refuse"."""
+    from genmarket.market.engine.precision import choose_precision
+
+    assert choose_precision(validate_scenario(fixed_bidders({"a": 1.0, "b": 1.0}))).dtype == "float32"
+    far = fixed_bidders({"a": 1.0, "b": 1.0})
+    far["advertisers"][0]["value"], far["advertisers"][1]["value"] = 1e4, 1e-2
+    assert choose_precision(validate_scenario(far)).dtype == "float64"
+    far["precision"] = "refuse"
+    assert "dtype = 'float32': cannot resolve the money quantities" in problems(far)
+    assert "the ratio 3e+06" in problems(far)
