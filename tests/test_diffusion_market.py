@@ -23,8 +23,14 @@ from genmarket.mechanisms.contract import check_family
 from genmarket.mechanisms.diffusion import FAMILY
 from genmarket.mechanisms.diffusion.adapter import normal_noise
 
+try:  # the tiny diffusers and CLIP folders built from configs (nothing downloads)
+    from test_diffusers_backend import pixel_model, scorer  # noqa: F401  (fixtures)
+except ImportError:  # diffusers is not installed: the template's test is skipped
+    pixel_model = scorer = None
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = tomllib.loads((ROOT / "scenarios" / "diffusion_market.toml").read_text())
+TEMPLATE = tomllib.loads((ROOT / "scenarios" / "diffusion_hf.toml").read_text())
 
 
 def shrunk(**over) -> dict:
@@ -207,3 +213,38 @@ def test_the_world_lists_advertisers_in_column_order_and_describes_itself():
     expected = [g["description"] for g in SHIPPED["advertisers"] for _ in range(g["count"])]
     assert list(world.advertisers) == expected
     assert describe_world(SHIPPED["image"]) == "concept image backend; 3 base prompts; 8 reverse steps"
+
+
+@pytest.mark.skipif(pixel_model is None, reason="diffusers is not installed")
+def test_the_hf_template_runs_on_any_local_diffusers_folder(request, tmp_path):
+    """diffusion_hf.toml with its model and scorer pointed at tiny local folders (a pixel-space
+    UNet with an Euler scheduler, a CLIPModel): a short run writes metrics and PNG images."""
+    d = copy.deepcopy(TEMPLATE)
+    d.update(steps=2, auctions_per_step=2)
+    d["mechanism"]["samples"] = 2
+    d["image"].update(model=str(request.getfixturevalue("pixel_model")),
+                      scorer=str(request.getfixturevalue("scorer")), steps=2)
+    d["metrics"].update(every=1, deviation_grid={"low": 0.5, "high": 1.5, "n": 2}, samples=1)
+    res = run_scenario(validate_scenario(d), tmp_path / "hf", figures=False)
+    m = pd.read_parquet(res.folder / "metrics.parquet")
+    assert m[["revenue", "welfare", "welfare_gain", "quality"]].notna().all().all()
+    recs = [json.loads(x) for x in (res.folder / "samples.jsonl").read_text().splitlines()]
+    assert len(recs) == 2
+    for rec in recs:
+        png = (res.folder / rec["files"][0]).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_float32_is_kept_for_comparable_values_and_left_where_they_are_far_apart():
+    """Bid-welfares reach n x the largest bid while utilities must resolve the smallest value:
+    values 1 and 1 stay in float32; values 1e4 and 1e-2 (n x the largest deviation bid 1.5e4
+    against 0.01: ratio 3e6 > 8,400) compute in float64, and are refused under "refuse"."""
+    from genmarket.market.engine.precision import choose_precision
+
+    assert choose_precision(validate_scenario(fixed_bidders({"a": 1.0, "b": 1.0}))).dtype == "float32"
+    far = fixed_bidders({"a": 1.0, "b": 1.0})
+    far["advertisers"][0]["value"], far["advertisers"][1]["value"] = 1e4, 1e-2
+    assert choose_precision(validate_scenario(far)).dtype == "float64"
+    far["precision"] = "refuse"
+    assert "dtype = 'float32': cannot resolve the money quantities" in problems(far)
+    assert "the ratio 3e+06" in problems(far)

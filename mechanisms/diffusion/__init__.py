@@ -35,7 +35,12 @@ from genmarket.mechanisms.diffusion.mechanism import (
     utilities,
 )
 from genmarket.mechanisms.diffusion.metrics import METRICS, PANELS
-from genmarket.mechanisms.diffusion.settings import DiffusionSettings, check
+from genmarket.mechanisms.diffusion.settings import (
+    DiffusionSettings,
+    check,
+    magnitudes,
+    round_numbers,
+)
 
 __all__ = ["FAMILY", "Diffusion", "DiffusionAdapter", "DiffusionBatch", "DiffusionOutcome", "DiffusionRun",
            "DiffusionSingleWinner", "SingleWinnerBatch", "bid_welfare", "closed_form",
@@ -84,6 +89,8 @@ FAMILY = Family(
     profiles=True,
     check=check,
     experiments=("paper_grid",),
+    magnitudes=magnitudes,
+    round_numbers=round_numbers,
     money="value units per auction",
     truthful="bidding one's value",
     acts="bid",
