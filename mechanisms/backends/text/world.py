@@ -9,15 +9,15 @@ synthetic world, or any local transformers model) draws and scores replies.
 
 from __future__ import annotations
 
-import inspect
 import os
-from typing import Annotated, get_type_hints
+from typing import Annotated
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, model_validator
 
 from genmarket.market.engine.seam import World
 from genmarket.market.scenario.base import Positive, Strict
 from genmarket.market.scenario.errors import shown
+from genmarket.mechanisms.backends.settings import keyword_settings
 from genmarket.mechanisms.backends.text.base import (
     BACKENDS,
     AdvertiserProfile,
@@ -38,45 +38,13 @@ class QueryConfig(Strict):
     topic: TopicName
 
 
-class _SyntheticBase(Strict):
-    """`[language.synthetic]`: the shape of the synthetic language world, the keyword arguments
-    of `SyntheticTextBackend` (its names, types and defaults; `length` is `language.length`)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known(cls, data):
-        unknown = [k for k in data if k not in cls.model_fields] if isinstance(data, dict) else []
-        if unknown and unknown[0] in ("length", "device", "dtype"):
-            where = "language.length" if unknown[0] == "length" else f"the top-level {unknown[0]}"
-            raise ValueError(f"language.synthetic.{unknown[0]}: unknown key (set {where})")
-        if unknown:
-            raise ValueError(f"language.synthetic.{unknown[0]}: unknown key (the synthetic "
-                             f"world's settings: {', '.join(cls.model_fields)})")
-        return data
-
-    @model_validator(mode="after")
-    def _ranges(self) -> _SyntheticBase:
-        try:
-            check_settings(self.model_dump())
-        except ValueError as exc:
-            raise ValueError(f"language.synthetic.{exc}") from None
-        return self
-
-
-def _synthetic_settings() -> type[Strict]:
-    """The `[language.synthetic]` model, one typed field per keyword of the backend's
-    constructor (an unknown key, a wrong type or NaN is then a validation error, not a TypeError
-    at run time)."""
-    init = SyntheticTextBackend.__init__
-    hints = get_type_hints(init)
-    fields = {name: (hints[name], p.default)
-              for name, p in inspect.signature(init).parameters.items()
-              if p.kind is p.KEYWORD_ONLY and name not in ("device", "dtype", "length")}
-    return create_model("SyntheticSettings", __base__=_SyntheticBase, __module__=__name__,
-                        **fields)
-
-
-SyntheticSettings = _synthetic_settings()
+# `[language.synthetic]`: the shape of the synthetic language world, the keyword arguments of
+# `SyntheticTextBackend` (its names, types and defaults; `length` is `language.length`)
+SyntheticSettings = keyword_settings(
+    SyntheticTextBackend, name="SyntheticSettings", path="language.synthetic",
+    what="the synthetic world's settings", module=__name__, check=check_settings,
+    exclude={"length": "language.length", "device": "the top-level device",
+             "dtype": "the top-level dtype"})
 
 
 class Language(Strict):
