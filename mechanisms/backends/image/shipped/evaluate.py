@@ -24,6 +24,7 @@ from genmarket.mechanisms.backends.image.shipped.models import image_embeddings,
 from genmarket.mechanisms.backends.image.shipped.scenes import (
     BASES,
     OBJECTS,
+    QUALITY,
     Scene,
     caption,
     draw,
@@ -111,7 +112,8 @@ def auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
 def retrieval(scorer, images: torch.Tensor, own: torch.Tensor) -> dict:
     """Images `[n, 3, 32, 32]` in [-1, 1] against the 20 canonical captions; `own[i]` is image
     i's index in CANONICAL. Returns top-1 accuracy, the mean cosine gap (own minus the mean of
-    the 19 others) and that gap against the 3 other captions of the same base only."""
+    the 19 others), that gap against the 3 other captions of the same base only, and the mean
+    cosine with the quality prompt."""
     clip, tokenizer, processor = scorer
     captions = [caption(Scene(b, objs, ())) for b, objs in CANONICAL]
     cos = image_embeddings(clip, scorer_pixels(images, processor)) @ text_embeddings(
@@ -121,8 +123,11 @@ def retrieval(scorer, images: torch.Tensor, own: torch.Tensor) -> dict:
     others = (cos.sum(1) - mine) / (cos.shape[1] - 1)
     same = torch.tensor([[4 * (int(o) // 4) + k for k in range(4)] for o in own])
     same_mean = (cos.gather(1, same).sum(1) - mine) / 3
+    quality = image_embeddings(clip, scorer_pixels(images, processor)) @ text_embeddings(
+        clip, token_ids(tokenizer, [QUALITY]))[0]
     return {"top1": float((cos.argmax(1) == own).float().mean()),
-            "gap": float((mine - others).mean()), "gap_same_base": float((mine - same_mean).mean())}
+            "gap": float((mine - others).mean()), "gap_same_base": float((mine - same_mean).mean()),
+            "quality": float(quality.mean())}
 
 
 @torch.no_grad()

@@ -10,7 +10,8 @@ score composition of the diffusion auction (SPEC §3: with `b_1 >= b_2`, `w = 2 
 against the empty prompt; every bid level uses the same initial noise. The scorer's cosine of
 each image with each advertiser's phrase is its alignment `alpha_i`. Prints, per base and
 averaged over bases, the mean `alpha_1` and `alpha_2` per bid level and the Spearman correlation
-of `alpha_1` with `b_1` (and of `alpha_2` with `b_2`) over all images.
+of `alpha_1` with `b_1` (and of `alpha_2` with `b_2`) over all images, and the mean quality
+(the cosine with "high quality photo", which should stay level across bids).
 
 The composition here is the two-advertiser formula written out for this check only; the diffusion
 family's own batched composition and loop are the ones markets use.
@@ -37,7 +38,13 @@ from genmarket.mechanisms.backends.image.shipped.evaluate import (
     write_grid,
 )
 from genmarket.mechanisms.backends.image.shipped.models import image_embeddings, text_embeddings
-from genmarket.mechanisms.backends.image.shipped.scenes import BASES, OBJECTS, Scene, caption
+from genmarket.mechanisms.backends.image.shipped.scenes import (
+    BASES,
+    OBJECTS,
+    QUALITY,
+    Scene,
+    caption,
+)
 
 __all__ = ["composed_sample", "main", "two_advertiser_weights"]
 
@@ -98,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     pipeline = load_pipeline(args.folder / "scene32")
     clip, tokenizer, processor = load_scorer(args.folder / "scene32-scorer")
-    phrases = text_embeddings(clip, token_ids(tokenizer, [o.lower() for o in OBJECTS]))
+    phrases = text_embeddings(clip, token_ids(tokenizer, [*(o.lower() for o in OBJECTS),
+                                                          QUALITY]))
     levels = torch.linspace(0, 1, args.levels)
     b1 = levels.repeat_interleave(args.k)
     gen = torch.Generator().manual_seed(args.seed)
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         images = composed_sample(pipeline, base, b1, noise, args.steps, args.guidance)
         with torch.no_grad():
             cos = image_embeddings(clip, scorer_pixels(images, processor)) @ phrases.T
-        a = cos[:, [2 * base, 2 * base + 1]].view(args.levels, args.k, 2)
+        a = cos[:, [2 * base, 2 * base + 1, -1]].view(args.levels, args.k, 3)
         alphas.append(a)
         firsts.append(images.view(args.levels, args.k, 3, 32, 32)[:, 0])
         table[BASES[base]] = {"alpha_1": a[..., 0].mean(1).tolist(),
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"b_1": levels.tolist(), "k": args.k, "per_base": table,
            "mean_alpha_1": a[..., 0].mean((0, 2)).tolist(),
            "mean_alpha_2": a[..., 1].mean((0, 2)).tolist(),
+           "mean_quality": a[..., 2].mean((0, 2)).tolist(),
            "spearman_alpha_1_b_1": float(spearmanr(rank, a[..., 0].flatten().numpy())[0]),
            "spearman_alpha_2_b_2": float(spearmanr(1 - rank, a[..., 1].flatten().numpy())[0])}
     if args.grid is not None:

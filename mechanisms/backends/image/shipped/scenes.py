@@ -20,6 +20,7 @@ __all__ = [
     "BASES",
     "COLOURS",
     "OBJECTS",
+    "QUALITY",
     "SIZE",
     "Scene",
     "caption",
@@ -46,6 +47,8 @@ OBJECTS = (
 )
 # The colour word a caption may put before an object (each logo has one dominant colour).
 COLOURS = ("red", "orange", "black", "blue", "maroon", "black", "orange", "red", "white", "white")
+# The diffusion auction's quality prompt: the scorer learns it as true of every clean scene.
+QUALITY = "high quality photo"
 
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE]
 

@@ -2,12 +2,16 @@
 
     python -m genmarket.mechanisms.backends.image.shipped.train --out DIR [--part both]
         [--steps 1500] [--scorer-steps 1500] [--minutes 25] [--seed 0] [--threads 1]
-        [--save-every 100] [--init DIR/scene32] [--grid PNG]
+        [--save-every 100] [--init DIR/scene32] [--lr 2e-3] [--grid PNG]
 
 - the scorer (`DIR/scene32-scorer`): a tiny `CLIPModel` trained with a sigmoid (SigLIP-style)
   contrastive loss where a text is a positive for an image when every concept it names is in the
   scene (a caption, a base prompt alone, an object phrase alone), so that the cosine with an
-  advertiser's phrase says whether its object is drawn;
+  advertiser's phrase says whether its object is drawn; "high quality photo" (the auction's
+  quality prompt) is a positive for every clean scene and a negative for a quarter of the
+  batch's scenes shown again under Gaussian noise (sigma 0.2 to 1 in [-1, 1] units); a softmax
+  term over the batch's captions puts a scene's own caption above those naming more or fewer
+  objects (which the subset labels alone leave tied);
 - the diffusion model (`DIR/scene32`): the UNet and its text encoder trained jointly, DDPM with
   epsilon prediction on the scheduler's cosine betas, captions dropped 15% of the time (empty
   prompt) for classifier-free guidance, an exponential moving average of the weights saved.
@@ -50,14 +54,16 @@ from genmarket.mechanisms.backends.image.shipped.scenes import (
     BASES,
     COLOURS,
     OBJECTS,
+    QUALITY,
     caption,
     draw,
     sample_scenes,
 )
 
-__all__ = ["batch", "concept_texts", "main", "pixels", "tokens", "train_diffusion", "train_scorer"]
+__all__ = ["CONCEPT_TEXTS", "batch", "concept_texts", "main", "pixels", "tokens", "train_diffusion", "train_scorer"]
 
-CONCEPT_TEXTS = tuple(t.lower() for t in (*BASES, *OBJECTS))  # concept id -> its own text
+# concept id -> its own text: the bases (0-4), the objects (5-14), the quality prompt (15)
+CONCEPT_TEXTS = tuple(t.lower() for t in (*BASES, *OBJECTS, QUALITY))
 
 
 def concept_texts() -> list[tuple[str, frozenset[int]]]:
@@ -115,11 +121,24 @@ def train_scorer(out: Path, steps: int, minutes: float, rng: np.random.Generator
             g["lr"] = lr
         scenes, images = batch(size, rng)
         texts = [_scorer_text(s, rng) for s in scenes] + fixed
-        labels = torch.tensor([[float(c <= s.concepts) for _, c in texts] for s in scenes])
-        img = image_embeddings(clip, pixels(images))
+        clean = [s.concepts | {len(CONCEPT_TEXTS) - 1} for s in scenes]
+        noisy = size // 4  # the first scenes again, noised: not a high quality photo
+        concepts = clean + [s.concepts for s in scenes[:noisy]]
+        labels = torch.tensor([[float(c <= have) for _, c in texts] for have in concepts])
+        x = pixels(images)
+        sigma = torch.from_numpy(rng.uniform(0.2, 1.0, (noisy, 1, 1, 1))).float()
+        noise = torch.from_numpy(rng.standard_normal(x[:noisy].shape)).float()
+        img = image_embeddings(clip, torch.cat([x, x[:noisy] + sigma * noise]))
         txt = text_embeddings(clip, tokens(tokenizer, [t for t, _ in texts]))
-        logits = img @ txt.T * clip.logit_scale.exp().clamp(max=100) + bias
-        loss_t = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / size
+        scale = clip.logit_scale.exp().clamp(max=100)
+        loss_t = F.binary_cross_entropy_with_logits(img @ txt.T * scale + bias, labels,
+                                                    reduction="sum") / size
+        # and each scene's own caption above captions naming more or fewer objects (softmax over
+        # the batch's captions, every caption of the same concept set a positive)
+        caps = text_embeddings(clip, tokens(tokenizer, [caption(s, rng) for s in scenes]))
+        same = torch.tensor([[a.concepts == b.concepts for b in scenes] for a in scenes])
+        logits = img[:size] @ caps.T * scale
+        loss_t = loss_t + (logits.logsumexp(1) - logits.masked_fill(~same, -1e9).logsumexp(1)).mean()
         opt.zero_grad()
         loss_t.backward()
         opt.step()
@@ -134,7 +153,7 @@ def train_scorer(out: Path, steps: int, minutes: float, rng: np.random.Generator
 
 def train_diffusion(out: Path, steps: int, minutes: float, rng: np.random.Generator, log,
                     size: int = 32, save_every: int = 100, drop: float = 0.15,
-                    init: Path | None = None):
+                    init: Path | None = None, lr: float = 2e-3):
     """Trains the UNet and its text encoder (from scratch, or from the folder `init` written by
     an earlier run); saves the moving average of their weights. Returns (ema unet, ema text
     encoder, tokenizer, scheduler, steps done, smoothed loss, seconds)."""
@@ -149,12 +168,12 @@ def train_diffusion(out: Path, steps: int, minutes: float, rng: np.random.Genera
     ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval()
     params = [*unet.parameters(), *text_encoder.parameters()]
     ema_params = [*ema_unet.parameters(), *ema_text.parameters()]
-    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
     start, loss, step, smooth = time.time(), float("nan"), 0, None
     while step < steps and time.time() - start < 60 * minutes:
         for g in opt.param_groups:
-            g["lr"] = 2e-3 * min(1.0, (step + 1) / 50) * (0.5 + 0.5 * math.cos(math.pi * step / steps))
+            g["lr"] = lr * min(1.0, (step + 1) / 50) * (0.5 + 0.5 * math.cos(math.pi * step / steps))
         scenes, images = batch(size, rng)
         texts = ["" if rng.random() < drop else caption(s, rng) for s in scenes]
         x0 = pixels(images)
@@ -193,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--init", type=Path, default=None,
                    help="continue the diffusion model from this scene32 folder (give another --seed, so the scenes are new)")
+    p.add_argument("--lr", type=float, default=2e-3, help="diffusion peak learning rate")
     p.add_argument("--grid", type=Path, default=None, help="write a PNG grid of samples here")
     return p
 
@@ -200,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the training (and the evaluation); returns the exit status."""
     args = _parser().parse_args(argv)
+    if not args.lr > 0:
+        print(f"--lr = {args.lr}: must be > 0", file=sys.stderr)
+        return 2
     for name in ("steps", "scorer_steps", "threads", "save_every"):
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')} = {getattr(args, name)}: must be >= 1",
@@ -218,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.part in ("both", "diffusion"):
             *_, n, loss, secs = train_diffusion(args.out, args.steps, args.minutes,
                                                 np.random.default_rng(seeds[1]), log,
-                                                save_every=args.save_every, init=args.init)
+                                                save_every=args.save_every, init=args.init,
+                                                lr=args.lr)
             info["diffusion"] = {"steps": n, "loss_smoothed": loss, "seconds": round(secs)}
         _log(log, part=args.part, done=info)
     if args.part in ("both", "evaluate"):
