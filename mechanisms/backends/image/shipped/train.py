@@ -1,7 +1,7 @@
 """Trains the shipped models on freshly drawn procedural scenes and writes both folders.
 
     python -m genmarket.mechanisms.backends.image.shipped.train --out DIR [--part both]
-        [--steps 1500] [--scorer-steps 1500] [--minutes 25] [--seed 0] [--threads 1]
+        [--steps 1500] [--scorer-steps 1000] [--minutes 25] [--seed 0] [--threads 1]
         [--save-every 100] [--init DIR/scene32] [--lr 2e-3] [--grid PNG]
 
 - the scorer (`DIR/scene32-scorer`): a tiny `CLIPModel` trained with a sigmoid (SigLIP-style)
@@ -205,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=WEIGHTS, help="folder for both model folders")
     p.add_argument("--part", choices=("both", "scorer", "diffusion", "evaluate"), default="both")
     p.add_argument("--steps", type=int, default=1500, help="diffusion training steps (32 scenes)")
-    p.add_argument("--scorer-steps", type=int, default=1500, help="scorer steps (64 scenes)")
+    p.add_argument("--scorer-steps", type=int, default=1000, help="scorer steps (64 scenes)")
     p.add_argument("--minutes", type=float, default=25.0, help="wall-time cap per model")
     p.add_argument("--save-every", type=int, default=100, help="checkpoint period in steps")
     p.add_argument("--seed", type=int, default=0)
