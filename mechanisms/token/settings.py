@@ -108,7 +108,7 @@ def round_numbers(scenario) -> int:
     or one advertiser's G + 1 deviation worlds), each with its per-step records (3 L n) and, on
     the synthetic world, its laws by chain state ((states + 1)(n + 1) V); and a replay step's
     deviation tensors, about 14 n (K + T) V numbers (K bids tried: the widest learner grid plus
-    the deviation grid; T temperatures), SCAN / 4 = 4 times that for log-linear second price
+    the deviation grid; T temperatures), SCAN / 4 = 16 times that for log-linear second price
     (its bid scan). V = 1 + G + topics x W + n (1 + P) tokens on the synthetic world; on hf the
     model's vocabulary is not known before it loads, and only the per-step records are counted.
     Measured on a CPU, float32, R = 1, a collection round of scenarios/token_market.toml's
