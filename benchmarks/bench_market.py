@@ -37,6 +37,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy_reference as ref  # noqa: E402
+
 from genmarket.market.engine.market import Market  # noqa: E402
 from genmarket.market.running.runner import keep_freed_memory  # noqa: E402
 from genmarket.market.scenario import validate_scenario  # noqa: E402
@@ -206,6 +208,72 @@ def naive_qlearning_rate(R: int = 1000, rounds: int = 20) -> float:
     return best
 
 
+# ---------------------------------------------------------------- the fair reference
+
+
+def genmarket_stats(data: dict, window: int) -> tuple[Market, np.ndarray]:
+    """Run a scenario to its end; the market and its mean payment per auction over the last
+    `window` rounds, per replica [R] (value units)."""
+    model = Market(validate_scenario(data))
+    run_rounds(model, data["steps"] - window)
+    before = model.ledger["payment"].sum(1).clone()
+    run_rounds(model, window)
+    return model, ((model.ledger["payment"].sum(1) - before) / (window * model.B)).numpy()
+
+
+def check_against_numpy(rounds: int, sessions: int, hedge_rounds: int) -> list[tuple[str, bool, str]]:
+    """The long-run statistics of genmarket's markets against the NumPy loop's, same settings,
+    different random numbers: (what, agree within 4 standard errors, both means). BS22 with
+    epsilon decay 1e-3 over `rounds` rounds (revenue over the last tenth, final greedy bid per
+    session); the Hedge market with 8 sessions (revenue over the last fifth, expected multiplier)."""
+    out = []
+    for kind in ("first_price", "second_price"):
+        data = qlearning_scenario("cpu", rounds, sessions)
+        data["mechanism"]["kind"] = kind
+        data["advertisers"][0]["strategy"]["epsilon"]["decay"] = 1e-3
+        model, rev = genmarket_stats(data, rounds // 10)
+        bidder = model.groups[0].bidder
+        greedy = bidder.grid[bidder.strategy.greedy()].view(sessions, -1).mean(1).numpy()
+        other = ref.qlearning_sessions(sessions, rounds, first_price=kind == "first_price",
+                                       decay=1e-3, window=rounds // 10)
+        out.append((f"BS22 {kind}, revenue", *ref.agree(rev, other["revenue"])))
+        out.append((f"BS22 {kind}, greedy bid", *ref.agree(greedy, other["greedy_bid"].mean(1))))
+    data = hedge_scenario("cpu", hedge_rounds)
+    data["replicas"] = 8
+    model, rev = genmarket_stats(data, max(hedge_rounds // 5, 1))
+    bidder = model.groups[0].bidder
+    mult = (bidder.strategy.policy(0)[:, :, 0] * bidder.grid).sum(-1).mean(1).numpy()
+    other = ref.hedge_sessions(8, hedge_rounds, window=max(hedge_rounds // 5, 1))
+    out.append(("Hedge, revenue per auction", *ref.agree(rev, other["revenue"])))
+    out.append(("Hedge, expected multiplier", *ref.agree(mult, other["multiplier"].mean(1))))
+    return out
+
+
+def numpy_qlearning_phases(R: int, steps: int) -> list[float]:
+    """Seconds per round of the NumPy loop at each step of Q_PHASES (best of 3 blocks)."""
+    return [1 / ref.rounds_per_second(ref.qlearning_sessions, R=R, T=steps, start=at)
+            for at in Q_PHASES]
+
+
+def fair_table(dev: str, q_steps: int, hedge: float, check: list) -> list[str]:
+    """The markdown rows of genmarket against the NumPy loop vectorised over sessions."""
+    rows = ["| market | genmarket eager | NumPy loop over rounds, vectorised over sessions "
+            "| ratio (NumPy time / genmarket time) |", "| --- | --- | --- | --- |"]
+    for R in (100, 1000):
+        g = sum(time_qlearning_phases(qlearning_scenario(dev, 10**7, R), q_steps)) / len(Q_PHASES)
+        n = sum(numpy_qlearning_phases(R, q_steps)) / len(Q_PHASES)
+        rows.append(f"| BS22 first price, {R:,} sessions (mean of the phases) | {1 / g:,.0f} rounds/s "
+                    f"({g * 1e6:,.0f} us; 1e6 rounds in {g * 1e6 / 60:.1f} min) | {1 / n:,.0f} rounds/s "
+                    f"({n * 1e6:,.0f} us; {n * 1e6 / 60:.1f} min) | {n / g:.2f}x |")
+    n = 1 / ref.rounds_per_second(ref.hedge_sessions, R=1, T=max(q_steps // 100, 3))
+    rows.append(f"| Hedge, 10 bidders, 1,024 auctions/round, 1 session | {1 / hedge:,.0f} rounds/s "
+                f"({hedge * 1e3:.2f} ms) | {1 / n:,.0f} rounds/s ({n * 1e3:.2f} ms) | {n / hedge:.2f}x |")
+    rows += ["", "| check (same settings, different random numbers) | agree within 4 s.e. "
+             "| genmarket vs NumPy |", "| --- | --- | --- |"]
+    rows += [f"| {what} | {'yes' if ok else 'NO'} | {text} |" for what, ok, text in check]
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -217,6 +285,8 @@ def main(argv=None) -> int:
     ap.add_argument("--q-steps", type=int, default=1000)
     ap.add_argument("--q-full", action="store_true",
                     help="also time a whole 1e6-round Q-learning run (about 10-15 min on a CPU)")
+    ap.add_argument("--check-rounds", type=int, default=5000,
+                    help="rounds of the check against the NumPy loop (BS22, 1,000 sessions)")
     ap.add_argument("--out", help="also write the markdown section to this file")
     ap.add_argument("--write", action="store_true", help="record the figures in RESULTS.md")
     args = ap.parse_args(argv)
@@ -237,6 +307,10 @@ def main(argv=None) -> int:
     big = qlearning_scenario(dev, 10**7, replicas=1)
     big["advertisers"][0]["count"] = 2000
     q_big = time_market(big, max(args.q_steps // 3, 100), warmup=20)
+
+    check = check_against_numpy(args.check_rounds, 1000 if args.check_rounds >= 1000 else 50,
+                                max(args.check_rounds // 50, 5))
+    fair = fair_table(dev, args.q_steps, hedge, check)
 
     if dev.startswith("cuda"):
         where = f"{torch.cuda.get_device_name(0)} (torch {torch.__version__})"
@@ -267,7 +341,11 @@ def main(argv=None) -> int:
     table += ["| " + " | ".join(r) + " |" for r in rows]
     section = "\n".join([f"## {where}", "", f"_{time.strftime('%Y-%m-%d')}, `python benchmarks/"
                          f"bench_market.py --device {dev} --threads {args.threads}"
-                         f"{' --q-full' if args.q_full else ''}`_", "", *table, ""])
+                         f"{' --q-full' if args.q_full else ''}`_", "", "The fair reference "
+                         "(issue 13): the NumPy loop over rounds a researcher would write, "
+                         "vectorised over sessions (benchmarks/numpy_reference.py).", "", *fair,
+                         "", "Against naive Python loops (straw men: a loop over replicas or "
+                         "auctions):", "", *table, ""])
     emit(section, "bench_market", dev, args.out, args.write)
     return 0
 

@@ -11,10 +11,14 @@ def test_bench_market_runs(tmp_path):
     out = tmp_path / "section.md"
     res = subprocess.run(
         [sys.executable, "benchmarks/bench_market.py", "--hedge-steps", "3", "--q-steps", "20",
-         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+         "--check-rounds", "200", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+        timeout=300)
     assert res.returncode == 0, res.stderr
     text = out.read_text()
-    assert text.count("\n| ") == 6  # header, rule and four benchmark rows
+    # the fair table (header, rule, 3 rows), the check (header, rule, 6 rows), the straw men
+    # (header, rule, 4 rows)
+    assert text.count("\n| ") == 19
+    assert "NumPy loop over rounds" in text
     assert "bidder-auctions/s" in text and "rounds/s" in text
 
 

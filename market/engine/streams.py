@@ -85,11 +85,20 @@ class Streams:
         key = (stream, shape, dtype)
         cached = self._blocks.get(key)
         if cached is None or not 0 <= step - cached[0] < cached[1].shape[0]:
-            per_step = self.keys.numel() * (int(np.prod(shape)) if shape else 1)
-            T = max(1, min(self.block_steps, self.block_elements // per_step))
-            cached = (step, _to_uniform(self.bits(stream, step, shape, T), dtype))
-            self._blocks[key] = cached
+            cached = self._refill(key, step)
         return cached[1][step - cached[0]]
+
+    @torch.compiler.disable
+    def _refill(self, key: tuple, step: int) -> tuple[int, Tensor]:
+        """Hash the block of (stream, shape, dtype) = key that starts at `step`, keep it and
+        return it as (first step, uniforms [T, R, *shape]). Run eagerly even inside a compiled
+        round (inductor cannot generate the wrapping 64-bit arithmetic); once a block."""
+        stream, shape, dtype = key
+        per_step = self.keys.numel() * (int(np.prod(shape)) if shape else 1)
+        T = max(1, min(self.block_steps, self.block_elements // per_step))
+        cached = (step, _to_uniform(self.bits(stream, step, shape, T), dtype))
+        self._blocks[key] = cached
+        return cached
 
 
 def _to_uniform(z: Tensor, dtype: torch.dtype) -> Tensor:

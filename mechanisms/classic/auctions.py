@@ -119,6 +119,16 @@ class _RankAuction:
                 )
         object.__setattr__(self, "reserve", float(reserve))
         object.__setattr__(self, "ctrs", tuple(float(c) for c in ctrs))
+        # the reserve's thresholds per float dtype, found once here: finding them reads a
+        # tensor back (`.item()`), which would break a compiled round into pieces
+        object.__setattr__(self, "_thresholds", {
+            dt: reserve_threshold(self.reserve, dt)
+            for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64)})
+
+    def _threshold(self, dtype: torch.dtype) -> tuple[float, float]:
+        """`reserve_threshold(self.reserve, dtype)`: (z, floor) in money units."""
+        found = self._thresholds.get(dtype)
+        return found if found is not None else reserve_threshold(self.reserve, dtype)
 
     def _ctr_tensor(self, like: Tensor) -> Tensor:
         return _constant(self.ctrs, like.dtype, like.device)
@@ -160,7 +170,7 @@ class _RankAuction:
         # is the lower-index rule for exactly equal noise (noise is in [0, 1), so -1 is below)
         winner = torch.where(b == top, noise, -1.0).argmax(-1, keepdim=True)
         is_best = self._index(b) == winner
-        z, _ = reserve_threshold(self.reserve, b.dtype)
+        z, _ = self._threshold(b.dtype)
         won = (is_best & (top >= z)).to(b.dtype)
         c = self._ctr_tensor(b)[:1]
         if self._rule == "first_price":
@@ -185,7 +195,7 @@ class _RankAuction:
         rows = self._podium_outcome(bids, p, ctrs) if outcome else []
         if alt is not None:
             bid, weaker = podium_others(p, noise, S)  # [S, n, B]
-            rows += thresholds(bid, weaker, reserve_threshold(self.reserve, bids.dtype)[1])
+            rows += thresholds(bid, weaker, self._threshold(bids.dtype)[1])
             if self._rule != "first_price":
                 # One payment table per advertiser, shared by its K alternatives.
                 rows += slot_payments(bid, ctrs, self.reserve, self._rule)[:S]
@@ -202,7 +212,7 @@ class _RankAuction:
     def _podium_outcome(self, bids: Tensor, p: Podium, ctrs: Tensor) -> list[Tensor]:
         """Allocation, payment and slot + 1, each [n, B], from the podium."""
         S = min(len(self.ctrs), bids.shape[0])
-        z, _ = reserve_threshold(self.reserve, bids.dtype)
+        z, _ = self._threshold(bids.dtype)
         # won [S, n, B]: 1.0 where bidder i is the s-th best, present (bid >= 0) and clears
         # the reserve; summing won * x over s picks one term per bidder, exactly.
         won = p.first[:S] * torch.ge(p.bid[:S], z, out=torch.empty_like(p.bid[:S]))
@@ -231,7 +241,7 @@ class _RankAuction:
         if alt is None:
             return out, None, None
         bid, weaker = others(ranking, noise, max(n - 1, S))
-        L = thresholds(bid, weaker, reserve_threshold(self.reserve, bids.dtype)[1])
+        L = thresholds(bid, weaker, self._threshold(bids.dtype)[1])
         pay_by_slot = None
         if self._rule != "first_price":
             pay = slot_payments(bid.movedim(-1, 0), ctrs, self.reserve, self._rule)
@@ -242,7 +252,7 @@ class _RankAuction:
         self, bids: Tensor, mask: Tensor, ranking: Ranking, ctrs: Tensor
     ) -> Outcome:
         S = len(self.ctrs)
-        z, _ = reserve_threshold(self.reserve, bids.dtype)
+        z, _ = self._threshold(bids.dtype)
         won = (ranking.position < S) & mask & (bids >= z)
         at = torch.where(won, ranking.position, S)  # S = no slot: ctr 0, payment 0
         allocation = F.pad(ctrs, (0, 1))[at]
