@@ -433,3 +433,22 @@ def test_every_scenario_states_its_question(path):
     text = validate_scenario(tomllib.loads(path.read_text())).description  # no machine checks
     sentences = re.findall(r"[.?!](?:\s|$)", text)
     assert text and 1 <= len(sentences) <= 3, text
+
+
+def test_misreport_sentence_claims_only_what_its_interval_supports():
+    """A misreport gain whose interval reaches below the 0.0005 threshold, or a Monte Carlo
+    estimate from one replica (no interval), is not stated as 'not a best response'."""
+    from genmarket.market.engine.seam import family_of
+    from genmarket.market.reports.text import run_sentences
+
+    diffusion = family_of("diffusion")  # its misreport gain is a Monte Carlo estimate
+    one = run_sentences({"metrics": {"misreport_gain": 0.004}, "ci95": {}, "replicas": 1}, {},
+                        diffusion)
+    assert any("too little to tell" in s for s in one)
+    assert not any("is not a best response" in s for s in one)
+    wide = run_sentences({"metrics": {"misreport_gain": 0.004},
+                          "ci95": {"misreport_gain": 0.01}, "replicas": 4}, {}, diffusion)
+    assert any("cannot tell whether" in s for s in wide)
+    tight = run_sentences({"metrics": {"misreport_gain": 0.004},
+                           "ci95": {"misreport_gain": 0.001}, "replicas": 4}, {}, diffusion)
+    assert any("is not a best response" in s for s in tight)

@@ -233,6 +233,15 @@ def run_sentences(summary: dict, sc: dict, family: Family, scenario=None) -> lis
         elif upper < 0.0005:
             out.append(f"Misreporting gains at most {fmt(max(upper, 0.0))}{cur}: {truth} is a "
                        "best response on the deviation grid.")
+        elif ci.get("misreport_gain") is not None and (
+                m["misreport_gain"] - ci["misreport_gain"] <= 0.0005):
+            out.append(f"Misreporting gains {v('misreport_gain')}: the interval reaches below "
+                       f"0.0005, so this run cannot tell whether {truth} is a best response.")
+        elif ci.get("misreport_gain") is None and "monte carlo" in (
+                (family.metric("misreport_gain") or MetricSpec("", "")).label.lower()):
+            out.append(f"Misreporting gains {v('misreport_gain')} on one replica of Monte Carlo "
+                       f"estimates, with no interval: too little to tell whether {truth} is a "
+                       "best response (run more replicas).")
         else:
             out.append(f"Misreporting gains {v('misreport_gain')}: {truth} is not a best "
                        "response; some deviation on the grid pays more.")
