@@ -243,7 +243,8 @@ def cmd_run(args) -> int:
     out.print(_summary_table(res.summary))
     rate = (res.steps - res.resumed_from) / max(res.seconds, 1e-9)
     out.print(f"run folder: {res.folder}  ({res.steps - res.resumed_from} rounds in "
-              f"{res.seconds:.1f} s, {rate:,.0f} rounds/s)")
+              f"{res.seconds:.1f} s, " + (f"{rate:,.0f} rounds/s)" if rate >= 10 else
+                                          f"{1 / max(rate, 1e-9):,.2g} s a round)"))
     return 0
 
 
