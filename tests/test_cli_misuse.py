@@ -352,3 +352,18 @@ def test_ctrl_c_is_one_line_at_any_point_in_process(world, capsys, monkeypatch):
     monkeypatch.setattr("genmarket.market.scenario.load_scenario", interrupt)
     assert _call(["validate", world["small"]], capsys)[::2] == (130, f"{PREFIX}interrupted\n")
 
+
+
+def test_a_read_only_file_system_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """Any OSError making the lock file (EROFS on --resume, where the writability check is
+    skipped) is refused in one line naming the folder, not a traceback."""
+    import errno
+
+    from genmarket.market.running.folder import RunFolderError
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(lock_module.os, "open", read_only)
+    with pytest.raises(RunFolderError, match="not writable .*Read-only file system"):
+        lock_module._open(tmp_path / lock_module.LOCK, os.O_RDWR | os.O_CREAT)

@@ -87,9 +87,11 @@ def _alive(pid: int) -> bool:
 def _open(lock: Path, flags: int) -> int:
     try:
         return os.open(lock, flags, 0o644)
-    except PermissionError:
-        raise RunFolderError(f"{lock.parent}: the folder is not writable (cannot make {LOCK}): "
-                             "give another --out, or make it writable") from None
+    except FileExistsError:
+        raise  # the O_EXCL fallback's signal that another process holds the lock
+    except OSError as exc:  # not writable, a read-only file system, ...
+        raise RunFolderError(f"{lock.parent}: the folder is not writable (cannot make {LOCK}: "
+                             f"{exc.strerror}): give another --out, or make it writable") from None
 
 
 def _flock(path: Path, lock: Path) -> int:
