@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ClipScorer"]
+__all__ = ["ClipScorer", "projected"]
 
 FILES = "config.json, *.safetensors, tokenizer files and preprocessor_config.json"
 
@@ -46,7 +46,7 @@ def _load(folder: str, device: str, dtype: torch.dtype):
     return model.to(device).eval().requires_grad_(False), tokenizer, processor
 
 
-def _features(out) -> Tensor:
+def projected(out) -> Tensor:
     """The projected embedding from get_*_features: a tensor in transformers 4, the output's
     pooler_output in transformers 5."""
     return out if isinstance(out, Tensor) else out.pooler_output
@@ -120,7 +120,7 @@ class ClipScorer:
         out = []
         for s in range(0, images.shape[0], self.batch_size):
             pix = self.preprocess(images[s:s + self.batch_size])
-            out.append(_features(self.model.get_image_features(pixel_values=pix)).float())
+            out.append(projected(self.model.get_image_features(pixel_values=pix)).float())
         return F.normalize(torch.cat(out), dim=-1)
 
     @torch.inference_mode()
@@ -130,7 +130,7 @@ class ClipScorer:
         if new:
             tok = self.tokenizer(new, padding=True, truncation=True, max_length=self.max_length,
                                  return_tensors="pt").to(self.device)
-            feats = _features(self.model.get_text_features(
+            feats = projected(self.model.get_text_features(
                 input_ids=tok["input_ids"], attention_mask=tok.get("attention_mask")))
             for t, f in zip(new, F.normalize(feats.float(), dim=-1), strict=True):
                 self._text[t] = f

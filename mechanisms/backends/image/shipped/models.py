@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from genmarket.mechanisms.backends.image.clip import projected
 from genmarket.mechanisms.backends.image.shipped.scenes import BASES, COLOURS, OBJECTS, SIZE
 
 __all__ = [
@@ -145,21 +146,16 @@ def save_scorer(folder: Path, clip, tokenizer) -> Path:
     return folder
 
 
-def _projected(out):
-    # transformers < 5 returns the projected tensor; 5 returns an output whose pooler_output is it
-    return out if hasattr(out, "norm") else out.pooler_output
-
-
 def image_embeddings(clip, pixel_values):
     """Unit-norm image embeddings `[n, projection_dim]` of a `CLIPModel`; pixel_values `[n, 3,
     H, W]` already normalised the way its image processor does."""
     import torch.nn.functional as F
 
-    return F.normalize(_projected(clip.get_image_features(pixel_values=pixel_values)), dim=-1)
+    return F.normalize(projected(clip.get_image_features(pixel_values=pixel_values)), dim=-1)
 
 
 def text_embeddings(clip, input_ids):
     """Unit-norm text embeddings `[n, projection_dim]` of a `CLIPModel` for token ids `[n, L]`."""
     import torch.nn.functional as F
 
-    return F.normalize(_projected(clip.get_text_features(input_ids=input_ids)), dim=-1)
+    return F.normalize(projected(clip.get_text_features(input_ids=input_ids)), dim=-1)
