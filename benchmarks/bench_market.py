@@ -44,8 +44,8 @@ from genmarket.market.running.runner import keep_freed_memory  # noqa: E402
 from genmarket.market.scenario import validate_scenario  # noqa: E402
 
 
-def hedge_scenario(device: str, steps: int) -> dict:
-    return {
+def hedge_scenario(device: str, steps: int, compile: str = "off") -> dict:
+    return {"compile": compile,
         "name": "bench-hedge", "seed": 1, "steps": steps, "auctions_per_step": 1024,
         "replicas": 1, "device": device, "mechanism": {"kind": "second_price"},
         "feedback": {"kind": "full"},
@@ -58,8 +58,8 @@ def hedge_scenario(device: str, steps: int) -> dict:
     }
 
 
-def qlearning_scenario(device: str, steps: int, replicas: int = 1000) -> dict:
-    return {
+def qlearning_scenario(device: str, steps: int, replicas: int = 1000, compile: str = "off") -> dict:
+    return {"compile": compile,
         "name": "bench-qlearning", "seed": 1, "steps": steps, "auctions_per_step": 1,
         "replicas": replicas, "device": device, "mechanism": {"kind": "first_price"},
         "feedback": {"kind": "bandit"},
@@ -74,11 +74,25 @@ def qlearning_scenario(device: str, steps: int, replicas: int = 1000) -> dict:
 
 
 def time_market(data: dict, steps: int, warmup: int = 20, repeats: int = 3) -> float:
-    """Seconds per round of Market.step(): the best of `repeats` timed blocks of `steps`
+    """Seconds per round of the market's rounds (`Market.advance`: eager, or compiled chunks
+    where the scenario's `compile` says so): the best of `repeats` timed blocks of `steps`
     rounds after `warmup` rounds (the minimum is the least noisy estimate on a shared machine)."""
     model = Market(validate_scenario(data))
     run_rounds(model, warmup)
     return min(run_rounds(model, steps) for _ in range(repeats)) / steps
+
+
+def compile_seconds(data: dict) -> tuple[float, float]:
+    """Seconds to compile a market's rounds (both graphs: before and inside the summary
+    window), first in this process (inductor's disk cache as it is), then again for a second
+    market of the same shapes (dynamo traces again, inductor's code comes from its cache)."""
+    out = []
+    for _ in range(2):
+        model = Market(validate_scenario(data))
+        model.diagnostics.first = 3 * model.compiled.T + 2  # a window graph early on
+        run_rounds(model, 6 * model.compiled.T + 4)
+        out.append(model.compiled.info.seconds)
+    return out[0], out[1]
 
 
 # Points of the epsilon schedule (decay 1e-5) at which a Q-learning round is timed: exploring
@@ -103,8 +117,9 @@ def run_rounds(model: Market, rounds: int) -> float:
     """Wall seconds of `rounds` consecutive model steps, the device synchronised at both ends."""
     sync(model.device)
     t0 = time.perf_counter()
-    for _ in range(rounds):
-        model.step()
+    end = model.steps + rounds
+    while model.steps < end:
+        model.advance(end)
     sync(model.device)
     return time.perf_counter() - t0
 
@@ -249,25 +264,50 @@ def check_against_numpy(rounds: int, sessions: int, hedge_rounds: int) -> list[t
     return out
 
 
-def numpy_qlearning_phases(R: int, steps: int) -> list[float]:
+def numpy_qlearning_phases(R: int, steps: int, first_price: bool = True) -> list[float]:
     """Seconds per round of the NumPy loop at each step of Q_PHASES (best of 3 blocks)."""
-    return [1 / ref.rounds_per_second(ref.qlearning_sessions, R=R, T=steps, start=at)
-            for at in Q_PHASES]
+    return [1 / ref.rounds_per_second(ref.qlearning_sessions, R=R, T=steps, start=at,
+                                      first_price=first_price) for at in Q_PHASES]
+
+
+def _rate(seconds: float) -> str:
+    return f"{1 / seconds:,.0f} rounds/s ({seconds * 1e6:,.0f} us)"
 
 
 def fair_table(dev: str, q_steps: int, hedge: float, check: list) -> list[str]:
-    """The markdown rows of genmarket against the NumPy loop vectorised over sessions."""
-    rows = ["| market | genmarket eager | NumPy loop over rounds, vectorised over sessions "
-            "| ratio (NumPy time / genmarket time) |", "| --- | --- | --- | --- |"]
-    for R in (100, 1000):
-        g = sum(time_qlearning_phases(qlearning_scenario(dev, 10**7, R), q_steps)) / len(Q_PHASES)
-        n = sum(numpy_qlearning_phases(R, q_steps)) / len(Q_PHASES)
-        rows.append(f"| BS22 first price, {R:,} sessions (mean of the phases) | {1 / g:,.0f} rounds/s "
-                    f"({g * 1e6:,.0f} us; 1e6 rounds in {g * 1e6 / 60:.1f} min) | {1 / n:,.0f} rounds/s "
-                    f"({n * 1e6:,.0f} us; {n * 1e6 / 60:.1f} min) | {n / g:.2f}x |")
+    """The markdown rows of genmarket, eager and compiled, against the NumPy loop vectorised
+    over sessions, and the compile times."""
+    rows = ["| market | genmarket eager | genmarket compiled | NumPy loop over rounds, vectorised "
+            "over sessions | NumPy time / eager time | NumPy time / compiled time |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    compiles = []
+    compiled = dev == "cpu"  # compiled rounds run on the cpu only
+    for kind in ("first_price", "second_price"):
+        for R in (100, 1000):
+            data = qlearning_scenario(dev, 10**7, R)
+            data["mechanism"]["kind"] = kind
+            g = sum(time_qlearning_phases(data, q_steps)) / len(Q_PHASES)
+            c = float("nan")
+            if compiled:
+                data["compile"] = "on"
+                compiles.append((f"BS22 {kind}, {R:,} sessions", *compile_seconds(data)))
+                c = sum(time_qlearning_phases(data, q_steps)) / len(Q_PHASES)
+            n = sum(numpy_qlearning_phases(R, q_steps, kind == "first_price")) / len(Q_PHASES)
+            rows.append(f"| BS22 {kind.replace('_', ' ')}, {R:,} sessions (mean of the phases) | "
+                        f"{_rate(g)} | {_rate(c) if compiled else '-'} | {_rate(n)} | "
+                        f"{n / g:.2f}x | {n / c:.2f}x |")
+    hc = float("nan")
+    if compiled:
+        data = hedge_scenario(dev, 10**6, "on")
+        compiles.append(("Hedge, 1,024 auctions", *compile_seconds(data)))
+        hc = time_market(data, max(q_steps // 10, 32))
     n = 1 / ref.rounds_per_second(ref.hedge_sessions, R=1, T=max(q_steps // 100, 3))
     rows.append(f"| Hedge, 10 bidders, 1,024 auctions/round, 1 session | {1 / hedge:,.0f} rounds/s "
-                f"({hedge * 1e3:.2f} ms) | {1 / n:,.0f} rounds/s ({n * 1e3:.2f} ms) | {n / hedge:.2f}x |")
+                f"({hedge * 1e3:.2f} ms) | {1 / hc:,.0f} rounds/s ({hc * 1e3:.2f} ms) | "
+                f"{1 / n:,.0f} rounds/s ({n * 1e3:.2f} ms) | {n / hedge:.2f}x | {n / hc:.2f}x |")
+    rows += ["", "| compiling (both graphs) | first in the process | again, same shapes |",
+             "| --- | --- | --- |"]
+    rows += [f"| {what} | {a:.1f} s | {b:.1f} s |" for what, a, b in compiles]
     rows += ["", "| check (same settings, different random numbers) | agree within 4 s.e. "
              "| genmarket vs NumPy |", "| --- | --- | --- |"]
     rows += [f"| {what} | {'yes' if ok else 'NO'} | {text} |" for what, ok, text in check]

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                           "finished run)")
     run.add_argument("--replicas", type=int, metavar="N", help="override the number of replicas")
     run.add_argument("--device", metavar="DEVICE", help="override the device: cpu, cuda or cuda:K")
+    run.add_argument("--compile", choices=("auto", "on", "off"),
+                     help="override the scenario's compile setting: rounds as one compiled graph "
+                          "(auto: where the market supports it and it pays)")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out from its last checkpoint (its seed, replicas "
                           "and device are read from its manifest)")
@@ -118,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _summary_table(summary: dict) -> RenderableType:
     """The terminal table of a run's summary, and a line saying what the ± rests on."""
+    from genmarket.market.engine.compiled import compile_line
     from genmarket.market.engine.precision import unresolved_line
     from genmarket.market.running.diagnose import convergence_line
     from genmarket.market.running.summary import interval_words
@@ -150,6 +154,9 @@ def _summary_table(summary: dict) -> RenderableType:
     conv = convergence_line(summary)
     if conv is not None:
         lines.append(Text(conv))
+    comp = summary.get("compile")
+    if comp:
+        lines.append(Text(compile_line(comp)))
     prec = summary.get("precision")
     if prec:
         lines.append(Text(f"precision: {prec['sentence']}"))
@@ -169,6 +176,7 @@ def _table(scenario, summary: dict) -> RenderableType:
 
 
 def cmd_validate(args) -> int:
+    from genmarket.market.engine.compiled import compile_line, decide
     from genmarket.market.engine.precision import choose_precision
     from genmarket.market.engine.seam import EXPERIMENTS
     from genmarket.market.scenario import load_scenario
@@ -190,6 +198,8 @@ def cmd_validate(args) -> int:
     for name, sub in variants or [(None, scenario)]:
         out.print(f"  precision{f' ({name})' if name else ''}: {choose_precision(sub).sentence()}",
                   markup=False)
+        if sub.experiment is None:
+            out.print(f"  {compile_line(decide(sub).record())}", markup=False)
     return 0
 
 
@@ -200,7 +210,7 @@ def cmd_run(args) -> int:
     from genmarket.market.scenario import load_scenario
 
     overrides = {"seed": args.seed, "steps": args.steps, "replicas": args.replicas,
-                 "device": args.device}
+                 "device": args.device, "compile": args.compile}
     if args.threads < 1:
         return fail(f"--threads = {args.threads}: must be >= 1")
     if args.resume:

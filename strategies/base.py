@@ -60,6 +60,11 @@ class Strategy:
     needs_full_feedback: ClassVar[bool] = False
     learns: ClassVar[bool] = True
     state_names: ClassVar[tuple[str, ...]] = ()
+    # whether a compiled chunk of rounds may run this strategy (`genmarket.market.engine.compiled`):
+    # its act, policy and update have no graph break or host sync, read the round only through
+    # `t` and the state tensors (a schedule: see `begin_chunk`), and give the eager numbers bit
+    # for bit under inductor; checked by tests/test_compiled.py for each strategy that sets it
+    compiles: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -138,6 +143,14 @@ class Strategy:
         Contexts with no active auction are left unchanged.
         """
         raise NotImplementedError
+
+    def begin_chunk(self, t0: int, T: int) -> None:
+        """Before a compiled chunk of rounds t0 .. t0 + T - 1, inside which `t` is the round's
+        index in the chunk (0 .. T - 1): a strategy whose rounds depend on t (a schedule) stores
+        the values of those rounds as tensors here and reads them by index."""
+
+    def end_chunk(self) -> None:
+        """After a compiled chunk: `t` is the round again."""
 
     # -- persistence -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Tensor]:

@@ -17,6 +17,7 @@ class _FixedAction(Strategy):
     """All probability mass on one action, in every replica, agent and context."""
 
     learns = False
+    compiles = True
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ class QLearning(Strategy):
     """
 
     state_names = ("Q",)
+    compiles = True
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class QLearning(Strategy):
         # how rows are re-reduced in the one-auction update: only those that need it (finding
         # them syncs an accelerator, which is free on the cpu) or all played rows, then selected
         self.reduce_all_rows = self.device.type != "cpu"
+        self._chunk_eps: Tensor | None = None  # epsilon of a compiled chunk's rounds, [T] float64
         self._refresh()
 
     def epsilon(self, t: int) -> float:
@@ -69,6 +71,16 @@ class QLearning(Strategy):
         every policy op ~10x slower for a mass no uniform draw can resolve."""
         eps = self.epsilon_start * math.exp(-self.epsilon_decay * t)
         return eps if eps >= _EPSILON_FLOOR else 0.0
+
+    def begin_chunk(self, t0: int, T: int) -> None:
+        """Epsilon of rounds t0 .. t0 + T - 1 as a float64 tensor, computed here by `epsilon`:
+        inside the chunk a round reads it by its index, instead of a Python float that would
+        make a new graph every round."""
+        eps = [self.epsilon(t) for t in range(t0, t0 + T)]
+        self._chunk_eps = torch.tensor(eps, dtype=torch.float64, device=self.device)
+
+    def end_chunk(self) -> None:
+        self._chunk_eps = None
 
     def _update_played(self, ctx: Tensor, actions: Tensor, utility: Tensor, active: Tensor) -> None:
         """Bandit update for one auction per round (B = 1): every (replica, agent) played exactly
@@ -92,7 +104,7 @@ class QLearning(Strategy):
         target = utility.reshape(RA, 1).to(q.dtype)
         if self.discount != 0.0:
             target = target + self.discount * best  # max Q of the row before the update
-        new = torch.where(active.reshape(RA, 1), torch.lerp(q, target, self.lr), q)
+        new = torch.where(active.reshape(RA, 1), _lerp(q, target, self.lr), q)
         table.scatter_(1, col, new)
         own = k == greedy
         beats = (new > best) | ((new == best) & (k < greedy))
@@ -104,7 +116,7 @@ class QLearning(Strategy):
         best = torch.where(takes, new, best)
         greedy = torch.where(takes, k, greedy)
         rows = self.Q.view(RA * C, K)
-        if not self.reduce_all_rows:
+        if not (self.reduce_all_rows or torch.compiler.is_compiling()):  # static shapes there
             at = redo.view(-1).nonzero().view(-1)  # no device sync on the cpu
             if at.numel():
                 m, g, b = _top(rows.index_select(
@@ -133,8 +145,11 @@ class QLearning(Strategy):
 
     def policy(self, t: int) -> Tensor:
         """[R, A, C, K] probabilities for round t."""
-        eps = self.epsilon(t)
         onehot = torch.zeros_like(self.Q).scatter_(-1, self.greedy().unsqueeze(-1), 1.0)
+        if self._chunk_eps is not None:  # the same float32 operations with epsilon a tensor
+            eps = self._chunk_eps[t]
+            return onehot.mul_((1.0 - eps).to(self.dtype)).add_((eps / self.K).to(self.dtype))
+        eps = self.epsilon(t)
         if eps == 0.0:
             return onehot
         return onehot.mul_(1.0 - eps).add_(eps / self.K)
@@ -153,6 +168,8 @@ class QLearning(Strategy):
             g = self._greedy_idx.view(self.R, 1, self.A).expand(ctx.shape)
         else:
             g = self._greedy_idx[(self._row + ctx).reshape(-1)].view(ctx.shape)
+        if self._chunk_eps is not None:
+            return self._act_tensor(g, u, self._chunk_eps[t])
         eps = self.epsilon(t)
         if eps == 0.0:
             return g
@@ -164,6 +181,17 @@ class QLearning(Strategy):
         after = x.sub_((1.0 - eps) * scale).floor_()
         gf = g.to(torch.float64)
         return torch.where(before < gf, before, torch.maximum(after, gf)).long()
+
+    def _act_tensor(self, g: Tensor, u: Tensor, eps: Tensor) -> Tensor:
+        """`act`'s closed form with epsilon a 0-dimensional float64 tensor (a compiled chunk):
+        the same float64 operations without a Python branch on its value, so the same actions."""
+        zero = eps == 0.0
+        scale = self.K / torch.where(zero, 1.0, eps)
+        x = u.to(torch.float64) * scale
+        before = x.floor()
+        after = (x - (1.0 - eps) * scale).floor()
+        gf = g.to(torch.float64)
+        return torch.where(zero, g, torch.where(before < gf, before, torch.maximum(after, gf)).long())
 
     def update(
         self,
@@ -189,14 +217,28 @@ class QLearning(Strategy):
         if self.discount != 0.0:
             # stateless: the next state is this one, so bootstrap from the current max Q
             target = r_bar + self.discount * self.Q.amax(-1, keepdim=True)
-        # lerp(Q, target, 1) is exactly target, so lr = 1 stores the last mean reward
-        self.Q = torch.where(used, torch.lerp(self.Q, target, self.lr), self.Q)
+        # _lerp(Q, target, 1) is exactly target, so lr = 1 stores the last mean reward
+        self.Q = torch.where(used, _lerp(self.Q, target, self.lr), self.Q)
         self._refresh()
+
+
+def _lerp(start: Tensor, end: Tensor, weight: float) -> Tensor:
+    """start + weight (end - start) as torch.lerp defines it (from the end above weight 0.5, so
+    that weight 1 gives `end` exactly), in separately rounded operations: torch.lerp's cpu
+    kernel fuses the multiply-add (one rounding) in its vector loop but not in the tail, and a
+    compiled round would round each operation, so 11% of float32 results would differ."""
+    if weight < 0.5:
+        return start + weight * (end - start)
+    return end - (1.0 - weight) * (end - start)
 
 
 def _top(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Row maximum, its first index and the maximum of the other cells (-inf for one column)
-    of rows [N, K]: three [N] tensors."""
-    m, g = rows.max(-1)
-    rest = rows.scatter(-1, g.unsqueeze(-1), float("-inf")).amax(-1)
-    return m, g, rest
+    of rows [N, K]: three [N] tensors. Three fused passes without copying the rows (a compiled
+    round runs them over the whole table every round); maxima are exact, so any order gives
+    the same numbers."""
+    m = rows.amax(-1, keepdim=True)
+    k = torch.arange(rows.shape[-1], device=rows.device)
+    g = torch.where(rows == m, k, rows.shape[-1]).amin(-1, keepdim=True)
+    rest = torch.where(k == g, float("-inf"), rows).amax(-1)
+    return m.squeeze(-1), g.squeeze(-1), rest

@@ -29,6 +29,7 @@ from torch import Tensor
 from genmarket.agents.advertiser import Advertiser, AdvertiserGroup, per_group
 from genmarket.market.engine import streams as S
 from genmarket.market.engine.collect import MarketCollector
+from genmarket.market.engine.compiled import CompiledRounds
 from genmarket.market.engine.convergence import Diagnostics
 from genmarket.market.engine.device import resolve_device
 from genmarket.market.engine.precision import choose_precision
@@ -131,6 +132,7 @@ class Market(mesa.Model):
         self._magnitude = getattr(self.adapter, "magnitude", None)
         self._largest = torch.full((), float("nan"), dtype=torch.float64)
         self.samples: list[dict[str, Any]] = []
+        self.compiled = CompiledRounds(self)
         self.datacollector = self.new_collector()
         self.datacollector.collect(self)  # step 0: no auction yet, so every column is NaN
         self.running = self.steps < (scenario.steps or 0)
@@ -188,15 +190,38 @@ class Market(mesa.Model):
 
     # ------------------------------------------------------------------ one round
 
+    def advance(self, limit: int) -> int:
+        """Run one round, or a compiled chunk of rounds where the scenario's `compile` setting
+        and this market allow it, never past round `limit` (1-based, as Mesa counts steps).
+        Returns the number of rounds run; `compile_path` says which path they took."""
+        return self.compiled.advance(limit)
+
+    @property
+    def compile_path(self) -> dict:
+        """Which path the rounds took, for the manifest (`CompilePath.record`)."""
+        return self.compiled.info.record()
+
     def step(self) -> None:
         t = self.steps - 1  # Mesa has already counted this step; rounds are numbered from 0
-        B, n = self.B, self.n
         collect = self.steps % self.every == 0 or self.steps == 1  # round 1 starts the series
-        uniform = self.streams.uniform
         diag = self.diagnostics
         diag.begin_round(self.steps, t)
         window = diag.in_window(self.steps)
+        rnd, cleared = self._round(t, collect, window)
+        if window:
+            diag.end_round()
+        if collect:
+            self._collect(rnd, cleared)
+        else:
+            self.datacollector.skip_step()
+        self.running = self.steps < (self.scenario.steps or 0)
 
+    def _round(self, t: int, collect: bool, window: bool) -> tuple[Round, Cleared]:
+        """Round t's tensor work: values, entry, reports, bids, clearing, learning and the
+        ledger (also what a compiled chunk traces, with t its index in the chunk). Returns the
+        round and what it cleared, for the collection."""
+        B, n = self.B, self.n
+        uniform = self.streams.uniform
         # constant values: nothing to draw (never written to)
         v = self._constant_values if self._constant_values is not None else self._values(t)
         entered = self._entry(t)  # [R, n]
@@ -214,13 +239,7 @@ class Market(mesa.Model):
         cleared = self.adapter.clear(rnd)
         self._learn(rnd, cleared)
         self._book(entered, cleared)
-        if window:
-            diag.end_round()
-        if collect:
-            self._collect(rnd, cleared)
-        else:
-            self.datacollector.skip_step()
-        self.running = self.steps < (self.scenario.steps or 0)
+        return rnd, cleared
 
     def _values(self, t: int) -> Tensor:
         """True values of round t, [R, B, n]."""

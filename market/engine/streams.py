@@ -68,6 +68,9 @@ class Streams:
         self.device = torch.device(device)
         self.keys = torch.as_tensor(replica_keys(seed, replicas), device=self.device)
         self._blocks: dict[tuple, tuple[int, Tensor]] = {}
+        # a compiled chunk's rounds: {key: uniforms [T, R, *shape]} of rounds t0 .. t0 + T - 1,
+        # read by the chunk's round index 0 .. T - 1 (see `begin_chunk`); None outside a chunk
+        self._chunk: dict[tuple, Tensor] | None = None
 
     def bits(self, stream: int, step: int, shape: tuple[int, ...], steps: int = 1) -> Tensor:
         """Raw 64-bit hashes, int64 [steps, R, *shape] for rounds step .. step + steps - 1."""
@@ -81,21 +84,44 @@ class Streams:
         return _mix_(z)
 
     def uniform(self, stream: int, step: int, shape: tuple[int, ...], dtype=torch.float32) -> Tensor:
+        """Uniforms [R, *shape] of round `step` (inside a compiled chunk: of the chunk's round
+        `step`, counted from its first; the same numbers)."""
         shape = tuple(shape)
         key = (stream, shape, dtype)
+        if self._chunk is not None:
+            block = self._chunk.get(key)
+            if block is None:
+                raise RuntimeError(f"stream {stream} {shape} {dtype} was not drawn before the "
+                                   "compiled chunk (its rounds draw what the eager rounds drew)")
+            return block[step]
         cached = self._blocks.get(key)
         if cached is None or not 0 <= step - cached[0] < cached[1].shape[0]:
             cached = self._refill(key, step)
         return cached[1][step - cached[0]]
 
+    def begin_chunk(self, t0: int, T: int) -> None:
+        """Serve rounds t0 .. t0 + T - 1 of every stream drawn so far by their index in the chunk
+        (0 .. T - 1), so that a compiled chunk's graph does not depend on t0: a view per stream
+        into its block, which is hashed ahead here where it does not reach t0 + T - 1."""
+        chunk = {}
+        for key in list(self._blocks):
+            start, block = self._blocks[key]
+            if not (0 <= t0 - start and t0 + T - start <= block.shape[0]):
+                start, block = self._refill(key, t0, T)
+            chunk[key] = block[t0 - start:t0 - start + T]
+        self._chunk = chunk
+
+    def end_chunk(self) -> None:
+        self._chunk = None
+
     @torch.compiler.disable
-    def _refill(self, key: tuple, step: int) -> tuple[int, Tensor]:
+    def _refill(self, key: tuple, step: int, at_least: int = 1) -> tuple[int, Tensor]:
         """Hash the block of (stream, shape, dtype) = key that starts at `step`, keep it and
         return it as (first step, uniforms [T, R, *shape]). Run eagerly even inside a compiled
         round (inductor cannot generate the wrapping 64-bit arithmetic); once a block."""
         stream, shape, dtype = key
         per_step = self.keys.numel() * (int(np.prod(shape)) if shape else 1)
-        T = max(1, min(self.block_steps, self.block_elements // per_step))
+        T = max(at_least, min(self.block_steps, self.block_elements // per_step))
         cached = (step, _to_uniform(self.bits(stream, step, shape, T), dtype))
         self._blocks[key] = cached
         return cached

@@ -131,6 +131,16 @@ class RunFolder:
         })
         write_json(self.path / MANIFEST, manifest)
 
+    def record_compile(self, record: dict[str, Any], resumed: bool) -> None:
+        """Note which path the rounds took (`CompilePath.record`: compiled or eager, why, the
+        compile time): under `compile`, or under the last resume for a resumed part."""
+        manifest = self.manifest()
+        if resumed and manifest.get("resumes"):
+            manifest["resumes"][-1]["compile"] = record
+        else:
+            manifest["compile"] = record
+        write_json(self.path / MANIFEST, manifest)
+
     def manifest(self) -> dict[str, Any]:
         """manifest.json. Raises RunFolderError, naming the file: missing, not JSON (damaged,
         cut short) or not a run manifest (no `scenario` object: another program's file)."""
@@ -167,7 +177,8 @@ class RunFolder:
             (self.path / name).unlink(missing_ok=True)
 
     def check_resumable(self, scenario) -> None:
-        """Refuse to resume with a scenario that differs from the run's (other than `steps`)."""
+        """Refuse to resume with a scenario that differs from the run's (other than `steps` and
+        the compile settings)."""
         old = dict(self.manifest()["scenario"])
         new = scenario.model_dump(mode="json")
         # folders written before the families held every kind's mechanism fields: compare the
@@ -180,8 +191,10 @@ class RunFolder:
             defaults = type(scenario.metrics)().model_dump(mode="json")
             old["metrics"] = {**{k: v for k, v in defaults.items() if k not in old["metrics"]},
                               **old["metrics"]}
-        old.pop("steps", None)
-        new.pop("steps", None)
+        # compiled or eager rounds give the same numbers bit for bit: a resume may switch
+        for key in ("steps", "compile", "compile_rounds"):
+            old.pop(key, None)
+            new.pop(key, None)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             raise RunFolderError(

@@ -100,9 +100,12 @@ def _run_market(scenario: Scenario, out: str | Path, resume: bool, progress: boo
     bar = _Bar(scenario, start) if progress else None
     try:
         while model.steps < scenario.steps:
-            model.step()
+            # never past the next checkpoint, the end or where the run is asked to stop
+            limit = min(scenario.steps, (model.steps // every_ckpt + 1) * every_ckpt,
+                        stop_after if stop_after is not None else scenario.steps)
+            ran = model.advance(limit)
             if bar is not None:
-                bar.advance()
+                bar.advance(ran)
             if model.steps % every_ckpt == 0 and model.steps < scenario.steps:
                 folder.save_checkpoint(model, frames(model, *model.take_rows()),
                                        model.take_samples())
@@ -114,11 +117,13 @@ def _run_market(scenario: Scenario, out: str | Path, resume: bool, progress: boo
             bar.close()
     folder.save_checkpoint(model, frames(model, *model.take_rows()), model.take_samples())
     model.datacollector = model.new_collector()
+    folder.record_compile(model.compile_path, resume)
     metrics, agents = folder.finalize()
     summary = summarize(metrics, agents, scenario.steps, model.family,
                         scenario.metrics.unraveling_threshold)
     summary.update(write_diagnostics(model, folder.path))
     money = [s.name for s in model.family.metrics if s.unit == "money" and not s.per_group]
+    summary["compile"] = model.compile_path
     summary["precision"] = runtime_record(model.precision, model.largest_magnitude,
                                           summary["metrics"], money)
     write_json(folder.path / "summary.json", summary)
@@ -170,8 +175,8 @@ class _Bar:
         self.task = self.progress.add(scenario.name, scenario.steps, "rounds", completed=start)
         self.pending = 0
 
-    def advance(self) -> None:
-        self.pending += 1
+    def advance(self, rounds: int = 1) -> None:
+        self.pending += rounds
         if self.pending >= 50:
             self.progress.advance(self.task, self.pending)
             self.pending = 0

@@ -104,6 +104,10 @@ class Scenario(Strict):
     # where `dtype` cannot resolve the money quantities (genmarket.market.engine.precision):
     # "auto" computes in float64, "refuse" refuses the scenario, "as_set" runs and flags them
     precision: Literal["auto", "refuse", "as_set"] = "auto"
+    # rounds as one compiled graph, `compile_rounds` rounds a call (genmarket.market.engine.compiled):
+    # "auto" where the market supports it and it pays, "on" wherever supported, "off" never
+    compile: Literal["auto", "on", "off"] = "auto"
+    compile_rounds: Annotated[int, Field(ge=1, le=64)] = 16
     checkpoint_every: Annotated[int, Field(ge=1)] | None = None
     feedback: Feedback = Feedback()
     advertisers: Annotated[list[AdvertiserGroup], Field(min_length=1)]
@@ -126,6 +130,12 @@ class Scenario(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         check_family(self)
+        if self.compile == "on":  # refused here, where it names the field, not mid-run
+            from genmarket.market.engine.compiled import unsupported
+
+            why = unsupported(self)
+            if why is not None:
+                raise ValueError(f"compile = 'on': {why}; use 'auto' or 'off'")
         if self.variants is not None:
             self.variant_scenarios()  # each variant must validate on its own
         if self.steps is None and self.experiment is None:

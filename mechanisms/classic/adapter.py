@@ -25,6 +25,10 @@ __all__ = ["ClassicAdapter"]
 class ClassicAdapter:
     """Clears first-price, second-price, GSP, VCG (or any plug-in over `AuctionBatch`) rounds."""
 
+    # its rounds have no graph break or host sync: a market may run them compiled
+    # (genmarket.market.engine.compiled; tests/test_compiled.py checks the numbers)
+    compiles = True
+
     def __init__(self, spec: MarketSpec):
         self.spec = spec
         sc = spec.scenario

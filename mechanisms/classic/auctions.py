@@ -195,10 +195,10 @@ class _RankAuction:
         rows = self._podium_outcome(bids, p, ctrs) if outcome else []
         if alt is not None:
             bid, weaker = podium_others(p, noise, S)  # [S, n, B]
-            rows += thresholds(bid, weaker, self._threshold(bids.dtype)[1])
+            rows.extend(thresholds(bid, weaker, self._threshold(bids.dtype)[1]).unbind(0))
             if self._rule != "first_price":
                 # One payment table per advertiser, shared by its K alternatives.
-                rows += slot_payments(bid, ctrs, self.reserve, self._rule)[:S]
+                rows.extend(slot_payments(bid, ctrs, self.reserve, self._rule)[:S].unbind(0))
         got = torch.stack([row.t() for row in rows])  # [rows, B, n]
         out = None
         if outcome:
