@@ -11,13 +11,15 @@ def test_bench_market_runs(tmp_path):
     out = tmp_path / "section.md"
     res = subprocess.run(
         [sys.executable, "benchmarks/bench_market.py", "--hedge-steps", "3", "--q-steps", "20",
-         "--check-rounds", "200", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+         "--check-rounds", "200", "--no-compiled", "--out", str(out)], cwd=ROOT,
+        capture_output=True, text=True,
         timeout=300)
     assert res.returncode == 0, res.stderr
     text = out.read_text()
-    # the fair table (header, rule, 3 rows), the check (header, rule, 6 rows), the straw men
-    # (header, rule, 4 rows)
-    assert text.count("\n| ") == 19
+    # the fair table (header, rule, 5 rows; compiled rounds skipped: tests/test_compiled.py),
+    # the check (header, rule, 6 rows), the straw men (header, rule, 4 rows)
+    assert text.count("\n| ") == 21
+    assert "| BS22 second price, 100 sessions (mean of the phases) |" in text
     assert "NumPy loop over rounds" in text
     assert "bidder-auctions/s" in text and "rounds/s" in text
 

@@ -38,10 +38,10 @@ class MarketCollector(mesa.DataCollector):
             agent_reporters={f: partial(_agent_value, f) for f in fields} if fields else None,
         )
 
-    def skip_step(self) -> None:
-        """A step without collection: a NaN row, so that row s stays step s."""
+    def skip_step(self, steps: int = 1) -> None:
+        """Steps without collection: a NaN row each, so that row s stays step s."""
         for column in self.model_vars.values():
-            column.append(math.nan)
+            column.extend([math.nan] * steps)
 
 
 def frames(model, rows: list[tuple[int, dict]], agent_rows: list[tuple[int, dict]]

@@ -36,12 +36,14 @@ import torch
 __all__ = ["AUTO_MAX_NUMBERS", "AUTO_MIN_ROUNDS", "CompilePath", "CompiledRounds", "decide",
            "unsupported"]
 
-# a compile takes 20-60 s the first time on the 2-core CPU and a few seconds from inductor's
-# disk cache, and saves about 0.3 ms a round where it pays: at least this many rounds
-AUTO_MIN_ROUNDS = 200_000
-# replicas x auctions x advertisers per round above which the round's arithmetic, not its
-# dispatch, is the cost (compiling then saves little and costs the compile)
-AUTO_MAX_NUMBERS = 1 << 16
+# compiling a market's two graphs (16 rounds a call) took 100 to 150 s on the 2-core CPU with
+# an empty inductor cache and about 10 s from it (the cache is on disk, keyed by the graph), and
+# saves about 0.28 ms a round at 100 sessions: at this many rounds even an empty cache pays
+AUTO_MIN_ROUNDS = 500_000
+# replicas x auctions x advertisers per round up to which compiled rounds were measured faster
+# (BS22 at 1,000 sessions: 2,000 numbers, 2.2x; Hedge with 1,024 auctions: 10,240, 1.9x); above
+# it a round's arithmetic, not its dispatch, becomes the cost, unmeasured: eager
+AUTO_MAX_NUMBERS = 1 << 14
 
 
 @dataclass
@@ -146,9 +148,8 @@ class CompiledRounds:
             return 1
         try:
             self._run(window, s)
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as exc:  # a compile that fails leaves the state untouched: go eager
+        except _CompileFailed as failed:  # before the graph ran: the state is untouched
+            exc = failed.__cause__
             if self.info.setting == "on":
                 raise RuntimeError(f"compile = on: compiling the round failed: {_first_line(exc)}") from exc
             self.info.path, self.info.chunk = "eager", 0
@@ -156,8 +157,7 @@ class CompiledRounds:
             m.step()
             return 1
         m.steps += T
-        for _ in range(T):
-            m.datacollector.skip_step()
+        m.datacollector.skip_step(T)
         if window:
             diag.rounds += T
         m.running = m.steps < (m.scenario.steps or 0)
@@ -176,9 +176,15 @@ class CompiledRounds:
                     self._body_window if window else self._body, fullgraph=True, dynamic=False,
                     options={"cpp_wrapper": True})
                 start = time.perf_counter()
-                with warnings.catch_warnings():  # dynamo's notes on lru_cache are not the user's
-                    warnings.simplefilter("ignore")
-                    graph()
+                try:
+                    with warnings.catch_warnings():  # dynamo's notes on lru_cache: not the user's
+                        warnings.simplefilter("ignore")
+                        graph()
+                except (KeyboardInterrupt, MemoryError):
+                    raise
+                except Exception as exc:  # a first call fails while tracing or compiling
+                    del self._graphs[window]
+                    raise _CompileFailed from exc
                 self.info.seconds += time.perf_counter() - start
             else:
                 graph()
@@ -195,6 +201,12 @@ class CompiledRounds:
     def _body_window(self) -> None:
         for i in range(self.T):
             self.market._round(i, False, True)
+
+
+class _CompileFailed(Exception):
+    """A graph's first call failed (its cause says why). Tracing and compiling come before any
+    of its operations run, so the market's state is as before the call; an error in the
+    operations themselves would stop the eager round too, and fails there again."""
 
 
 def _first_line(exc: BaseException) -> str:
