@@ -85,13 +85,15 @@ class QLearning(Strategy):
             start, table = t0, torch.tensor(eps, dtype=torch.float64, device=self.device)
             self._eps_block = (start, table)
         self._chunk_eps = table[t0 - start:t0 - start + T]
-        # the table transposed, [K, rows], kept beside Q through the chunk: a compiled row
-        # reduction along the contiguous K is a horizontal vector reduction per row, which
-        # took 17 of 37 us a round at 100 sessions; along the rows it is plain vector maxima
-        self._Qt = self.Q.reshape(-1, self.K).t().contiguous()
+        # the table transposed, [K, rows], kept beside Q through the chunk (and the next ones,
+        # until an eager round changes Q): a compiled row reduction along the contiguous K is a
+        # horizontal vector reduction per row, which took 17 of 37 us a round at 100 sessions;
+        # along the rows it is plain vector maxima
+        if self._Qt is None:
+            self._Qt = self.Q.reshape(-1, self.K).t().contiguous()
 
     def end_chunk(self) -> None:
-        self._chunk_eps = self._Qt = None
+        self._chunk_eps = None
 
     def _update_played(self, ctx: Tensor, actions: Tensor, utility: Tensor, active: Tensor) -> None:
         """Bandit update for one auction per round (B = 1): every (replica, agent) played exactly
@@ -116,8 +118,9 @@ class QLearning(Strategy):
         if self.discount != 0.0:
             target = target + self.discount * best  # max Q of the row before the update
         new = torch.where(active.reshape(RA, 1), _lerp(q, target, self.lr), q)
-        if self._Qt is None:
+        if self._chunk_eps is None:
             table.scatter_(1, col, new)
+            self._Qt = None  # Q changed outside a chunk
         else:  # compiled: index_put_ on the flat table is written in place (scatter_ on a
             # view was copied whole every round, 4,200 numbers at 100 sessions)
             self.Q.view(-1).index_put_((self._rows * (C * K) + col.view(-1),), new.view(-1))
@@ -131,7 +134,7 @@ class QLearning(Strategy):
         best = torch.where(takes, new, best)
         greedy = torch.where(takes, k, greedy)
         rows = self.Q.view(RA * C, K)
-        if self._Qt is not None:  # a compiled chunk: the transposed copy, reduced along K
+        if self._chunk_eps is not None:  # a compiled chunk: the transposed copy, reduced along K
             at = self._rows if C == 1 else self._row.view(-1) + c.view(-1)  # [RA] table rows
             self._Qt.view(-1).index_put_((k.view(-1) * (RA * C) + at,), new.view(-1))
             top = _top_columns(self._Qt if C == 1 else self._Qt.index_select(1, at))
@@ -155,6 +158,7 @@ class QLearning(Strategy):
                 cache.scatter_(1, c, x)
 
     def _refresh(self) -> None:
+        self._Qt = None  # Q changed (loaded, or the general update): transposed again if needed
         # [R * A * C] row maxima, first argmax and the largest other cell; they change only
         # with Q (the last one is an upper bound between refreshes)
         self._max, self._greedy_idx, self._bound = _top(self.Q.reshape(-1, self.K))

@@ -183,3 +183,17 @@ def test_a_compiled_run_resumes_exactly_and_its_manifest_says_how(tmp_path, q_pa
     for k, v in first.summary["metrics"].items():
         w = whole.summary["metrics"][k]
         assert v == w or (v is None and w is None) or (math.isnan(v) and math.isnan(w)), k
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_compiled_hash_gives_the_eager_uniforms(dtype):
+    """Compiled rounds hash their uniform blocks with a compiled kernel (wrapping int64
+    arithmetic): the same numbers as the eager hash, at rounds near 2**40 as at 0."""
+    from genmarket.market.engine.streams import Streams
+
+    eager, comp = Streams(11, 7), Streams(11, 7)
+    comp.compile_hash()
+    for stream, step in ((3, 0), (4, 2**40 + 12345), (1 << 16 | 99, 7_000_001)):
+        a = eager.uniform(stream, step, (5, 3), dtype)
+        b = comp.uniform(stream, step, (5, 3), dtype)
+        assert comp._hasher is not None and torch.equal(a, b)

@@ -128,6 +128,8 @@ class CompiledRounds:
         self.market, self.T = market, market.scenario.compile_rounds
         self._graphs: dict[bool, object] = {}
         self.info = decide(market.scenario)
+        if self.info.path == "compiled":
+            market.streams.compile_hash()
 
     def advance(self, limit: int) -> int:
         """Run rounds, at most up to round `limit` (1-based, as Mesa counts): one compiled chunk

@@ -11,6 +11,7 @@ and cuda, and resuming a run only needs the step counter.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 
 import numpy as np
@@ -71,17 +72,28 @@ class Streams:
         # a compiled chunk's rounds: {key: uniforms [T, R, *shape]} of rounds t0 .. t0 + T - 1,
         # read by the chunk's round index 0 .. T - 1 (see `begin_chunk`); None outside a chunk
         self._chunk: dict[tuple, Tensor] | None = None
+        self._hasher = None  # a compiled `_uniform_block` (see `compile_hash`), or None: eager
 
     def bits(self, stream: int, step: int, shape: tuple[int, ...], steps: int = 1) -> Tensor:
         """Raw 64-bit hashes, int64 [steps, R, *shape] for rounds step .. step + steps - 1."""
         shape = tuple(shape)
+        z = _hash(self.keys, *self._coordinates(stream, step, shape, steps))
+        return z.reshape(steps, -1, *shape)
+
+    def _coordinates(self, stream: int, step: int, shape: tuple[int, ...], steps: int):
+        """The hash's inputs besides the replica keys: rounds [steps], positions [count]
+        (times the golden ratio constant) and the stream's base, int64 tensors."""
         ramp = torch.arange(steps, device=self.device, dtype=torch.int64) + step
-        base = _signed(stream * _M1 + 0x632BE59BD9B4E019)
-        salt = _mix_(self.keys.unsqueeze(0) ^ (ramp.unsqueeze(1) * _M2 + base))  # [T, R]
         count = int(np.prod(shape)) if shape else 1
         pos = torch.arange(count, device=self.device, dtype=torch.int64) * _GOLDEN
-        z = salt.reshape(steps, -1, *(1,) * len(shape)) + pos.reshape(shape)
-        return _mix_(z)
+        base = torch.tensor(_signed(stream * _M1 + 0x632BE59BD9B4E019), device=self.device)
+        return ramp, pos, base
+
+    def compile_hash(self) -> None:
+        """Hash blocks with a compiled kernel from here on (compiled rounds do: the eager hash
+        was 3 of a 100-session round's 19 us). Integer arithmetic, so the same numbers; where
+        compiling fails, blocks are hashed eagerly as before."""
+        self._hasher = torch.compile(_uniform_block, dynamic=False)
 
     def uniform(self, stream: int, step: int, shape: tuple[int, ...], dtype=torch.float32) -> Tensor:
         """Uniforms [R, *shape] of round `step` (inside a compiled chunk: of the chunk's round
@@ -117,14 +129,39 @@ class Streams:
     @torch.compiler.disable
     def _refill(self, key: tuple, step: int, at_least: int = 1) -> tuple[int, Tensor]:
         """Hash the block of (stream, shape, dtype) = key that starts at `step`, keep it and
-        return it as (first step, uniforms [T, R, *shape]). Run eagerly even inside a compiled
-        round (inductor cannot generate the wrapping 64-bit arithmetic); once a block."""
+        return it as (first step, uniforms [T, R, *shape]). Never inside a compiled round's
+        graph; once a block."""
         stream, shape, dtype = key
         per_step = self.keys.numel() * (int(np.prod(shape)) if shape else 1)
         T = max(at_least, min(self.block_steps, self.block_elements // per_step))
-        cached = (step, _to_uniform(self.bits(stream, step, shape, T), dtype))
+        block = None
+        if self._hasher is not None:
+            try:
+                with warnings.catch_warnings():  # torch's notes while compiling: not the user's
+                    warnings.simplefilter("ignore")
+                    block = self._hasher(self.keys, *self._coordinates(stream, step, shape, T),
+                                         dtype)
+            except Exception:  # no compiler, or inductor refused: hash eagerly
+                self._hasher = None
+        if block is None:
+            block = _uniform_block(self.keys, *self._coordinates(stream, step, shape, T), dtype)
+        cached = (step, block.reshape(T, -1, *shape))
         self._blocks[key] = cached
         return cached
+
+
+def _hash(keys: Tensor, ramp: Tensor, pos: Tensor, base: Tensor) -> Tensor:
+    """splitmix64 of (replica key, stream base, round, position): int64 [T, R, count] from keys
+    [R], rounds ramp [T], positions pos [count] and base (0-dimensional). Wrapping int64
+    arithmetic throughout, the same on every device and compiled or not."""
+    salt = _mix_(keys.unsqueeze(0) ^ (ramp.unsqueeze(1) * _M2 + base))  # [T, R]
+    return _mix_(salt.unsqueeze(-1) + pos)
+
+
+def _uniform_block(keys: Tensor, ramp: Tensor, pos: Tensor, base: Tensor,
+                   dtype: torch.dtype) -> Tensor:
+    """Uniforms in [0, 1), [T, R, count] in dtype, of `_hash`'s integers."""
+    return _to_uniform(_hash(keys, ramp, pos, base), dtype)
 
 
 def _to_uniform(z: Tensor, dtype: torch.dtype) -> Tensor:
