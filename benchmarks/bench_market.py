@@ -84,8 +84,17 @@ def time_market(data: dict, steps: int, warmup: int = 20, repeats: int = 3) -> f
     where the scenario's `compile` says so): the best of `repeats` timed blocks of `steps`
     rounds after `warmup` rounds (the minimum is the least noisy estimate on a shared machine)."""
     model = Market(validate_scenario(data))
+    steps = whole_chunks(model, steps)
     run_rounds(model, warmup)
     return min(run_rounds(model, steps) for _ in range(repeats)) / steps
+
+
+def whole_chunks(model: Market, steps: int) -> int:
+    """`steps` rounded up to whole compiled chunks where the market compiles its rounds: a timed
+    block that ends inside a chunk runs its last rounds eagerly (a run does so only before a
+    collection round or a checkpoint)."""
+    T = model.compiled.info.chunk
+    return -(-steps // T) * T if T else steps
 
 
 def compile_seconds(data: dict) -> tuple[float, float]:
@@ -112,6 +121,7 @@ def time_qlearning_phases(data: dict, steps: int, settle: int = 2000) -> list[fl
     """Seconds per round at each step of Q_PHASES: the step counter jumps there (epsilon follows
     it), `settle` rounds run, then the best of 3 blocks of `steps` rounds is taken."""
     model = Market(validate_scenario(data))
+    steps = whole_chunks(model, steps)
     times = []
     for at in Q_PHASES:
         model.steps = max(model.steps, at)

@@ -41,7 +41,7 @@ __all__ = ["AUTO_MAX_NUMBERS", "AUTO_MIN_ROUNDS", "CompilePath", "CompiledRounds
 # saves about 0.28 ms a round at 100 sessions: at this many rounds even an empty cache pays
 AUTO_MIN_ROUNDS = 500_000
 # replicas x auctions x advertisers per round up to which compiled rounds were measured faster
-# (BS22 at 1,000 sessions: 2,000 numbers, 2.2x; Hedge with 1,024 auctions: 10,240, 1.9x); above
+# (BS22 at 1,000 sessions: 2,000 numbers, 6.8x; Hedge with 1,024 auctions: 10,240, 2.9x); above
 # it a round's arithmetic, not its dispatch, becomes the cost, unmeasured: eager
 AUTO_MAX_NUMBERS = 1 << 14
 
