@@ -268,11 +268,7 @@ def _top_columns(cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def _top(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Row maximum, its first index and the maximum of the other cells (-inf for one column)
-    of rows [N, K]: three [N] tensors. Three fused passes without copying the rows (a compiled
-    round runs them over the whole table every round); maxima are exact, so any order gives
-    the same numbers."""
-    m = rows.amax(-1, keepdim=True)
-    k = torch.arange(rows.shape[-1], device=rows.device)
-    g = torch.where(rows == m, k, rows.shape[-1]).amin(-1, keepdim=True)
-    rest = torch.where(k == g, float("-inf"), rows).amax(-1)
-    return m.squeeze(-1), g.squeeze(-1), rest
+    of rows [N, K]: three [N] tensors."""
+    m, g = rows.max(-1)
+    rest = rows.scatter(-1, g.unsqueeze(-1), float("-inf")).amax(-1)
+    return m, g, rest

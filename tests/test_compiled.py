@@ -169,13 +169,16 @@ def test_a_compiled_run_resumes_exactly_and_its_manifest_says_how(tmp_path, q_pa
     sc = validate_scenario(data)
     with pytest.raises(Interrupted):
         run_scenario(sc, tmp_path / "r", figures=False, stop_after=250)
-    resumed = run_scenario(validate_scenario(qlearning("off", checkpoint_every=100)),
-                           tmp_path / "r", resume=True, figures=False)
+    interrupted = json.loads((tmp_path / "r" / "manifest.json").read_text())["compile"]
+    assert interrupted["path"] == "compiled" and interrupted["compiled_rounds"] > 100
+    # the resumed process has drawn no stream yet: one eager round, then chunks again
+    resumed = run_scenario(sc, tmp_path / "r", resume=True, figures=False)
     whole = run_scenario(validate_scenario(qlearning("off", checkpoint_every=100)),
                          tmp_path / "w", figures=False)
     assert resumed.summary["metrics"] == whole.summary["metrics"]
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    assert manifest["resumes"][-1]["compile"]["path"] == "eager"
+    again = manifest["resumes"][-1]["compile"]
+    assert again["path"] == "compiled" and again["compiled_rounds"] > 250, again
     first = run_scenario(sc, tmp_path / "c", figures=False)
     record = json.loads((tmp_path / "c" / "manifest.json").read_text())["compile"]
     assert record["path"] == "compiled" and record["compiled_rounds"] > 400
@@ -183,6 +186,16 @@ def test_a_compiled_run_resumes_exactly_and_its_manifest_says_how(tmp_path, q_pa
     for k, v in first.summary["metrics"].items():
         w = whole.summary["metrics"][k]
         assert v == w or (v is None and w is None) or (math.isnan(v) and math.isnan(w)), k
+
+
+def test_collection_too_frequent_for_a_chunk_stays_eager_or_is_refused():
+    data = qlearning("auto", steps=C.AUTO_MIN_ROUNDS, metrics={"every": 10, "agents": False},
+                     compile_rounds=16)
+    path = C.decide(validate_scenario(data))
+    assert path.path == "eager" and "metrics.every = 10 leaves no 16 rounds" in path.why
+    data["compile"] = "on"
+    with pytest.raises(ValueError, match="collect less often or lower compile_rounds"):
+        validate_scenario(data)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

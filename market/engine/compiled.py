@@ -22,7 +22,10 @@ softmax). tests/test_compiled.py checks whole exploration schedules.
 What runs compiled: `compile = "on"` always where the market supports it (its family's adapter
 and every strategy declare `compiles`, entry is fixed, the device is the cpu) and refuses
 otherwise; `"auto"` where it supports it and the run has at least `AUTO_MIN_ROUNDS` rounds of
-at most `AUTO_MAX_NUMBERS` auction-advertiser numbers each; `"off"` never.
+at most `AUTO_MAX_NUMBERS` auction-advertiser numbers each; `"off"` never. Either needs
+`metrics.every` above the chunk's length (chunks run between collection rounds). A process's
+first round is eager (a resumed run's too: a chunk serves streams already drawn), and the
+streams' blocks are hashed by a compiled kernel from the first chunk on.
 """
 
 from __future__ import annotations
@@ -107,6 +110,13 @@ def decide(scenario) -> CompilePath:
         if setting == "on":
             raise ValueError(f"compile = 'on': {why}")
         return CompilePath(setting, "eager", why)
+    every = scenario.metrics.every
+    if every <= chunk:
+        why = (f"metrics.every = {every} leaves no {chunk} rounds (compile_rounds) between "
+               "collection rounds")
+        if setting == "on":
+            raise ValueError(f"compile = 'on': {why}; collect less often or lower compile_rounds")
+        return CompilePath(setting, "eager", why)
     if setting == "auto" and rounds < AUTO_MIN_ROUNDS:
         return CompilePath(setting, "eager", f"{rounds} rounds, under the {AUTO_MIN_ROUNDS} "
                            "for which compiling pays")
@@ -128,16 +138,18 @@ class CompiledRounds:
         self.market, self.T = market, market.scenario.compile_rounds
         self._graphs: dict[bool, object] = {}
         self.info = decide(market.scenario)
-        if self.info.path == "compiled":
-            market.streams.compile_hash()
+        # a chunk serves the streams this process has drawn: after a resume, one eager round
+        # first (its numbers are the same either way)
+        self._primed = False
 
     def advance(self, limit: int) -> int:
         """Run rounds, at most up to round `limit` (1-based, as Mesa counts): one compiled chunk
         where it fits, else one eager round. Returns how many rounds ran."""
         m, T = self.market, self.T
         s = m.steps  # rounds done
-        if self.info.path != "compiled" or s < 1 or s + T > limit:
+        if self.info.path != "compiled" or s < 1 or s + T > limit or not self._primed:
             m.step()
+            self._primed = True
             return 1
         if (s + T) // m.every != s // m.every:  # a collection round in the chunk
             m.step()
@@ -174,6 +186,7 @@ class CompiledRounds:
         try:
             graph = self._graphs.get(window)
             if graph is None:
+                m.streams.compile_hash()  # the next blocks: hashed by a compiled kernel
                 graph = self._graphs[window] = torch.compile(
                     self._body_window if window else self._body, fullgraph=True, dynamic=False,
                     options={"cpp_wrapper": True})

@@ -231,7 +231,12 @@ def _same_game(out: Path, manifest: dict[str, Any]) -> None:
     if not isinstance(old, dict):
         raise RunFolderError(f"{path}: not a game manifest: use another --out")
     keys = ("scenario", "roles", "seeds", "reduction")
-    diff = _differences({k: old.get(k) for k in keys}, {k: manifest[k] for k in keys})
+    old, new = {k: old.get(k) for k in keys}, {k: manifest[k] for k in keys}
+    for side in (old, new):  # compiled or eager rounds give the same numbers bit for bit
+        if isinstance(side["scenario"], dict):
+            side["scenario"] = {k: v for k, v in side["scenario"].items()
+                                if k not in ("compile", "compile_rounds")}
+    diff = _differences(old, new)
     if diff:
         shown = diff[:8] + ([f"... and {len(diff) - 8} more"] if len(diff) > 8 else [])
         raise RunFolderError(f"{out} holds a different game (in that folder vs this command):\n  "

@@ -110,6 +110,7 @@ def _run_market(scenario: Scenario, out: str | Path, resume: bool, progress: boo
                 folder.save_checkpoint(model, frames(model, *model.take_rows()),
                                        model.take_samples())
                 model.datacollector = model.new_collector()
+                folder.record_compile(model.compile_path, resume)
             if stop_after is not None and model.steps >= stop_after:
                 raise Interrupted(f"stopped after step {model.steps}")
     finally:

@@ -131,11 +131,12 @@ class Scenario(Strict):
     def _consistent(self) -> Scenario:
         check_family(self)
         if self.compile == "on":  # refused here, where it names the field, not mid-run
-            from genmarket.market.engine.compiled import unsupported
+            from genmarket.market.engine.compiled import decide, unsupported
 
             why = unsupported(self)
             if why is not None:
                 raise ValueError(f"compile = 'on': {why}; use 'auto' or 'off'")
+            decide(self)  # refuses collection too frequent for a chunk
         if self.variants is not None:
             self.variant_scenarios()  # each variant must validate on its own
         if self.steps is None and self.experiment is None:
