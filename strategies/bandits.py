@@ -60,11 +60,11 @@ class _ExponentialWeights(Strategy):
         # exp of inputs far below float's normal range takes a slow path on x86 (~100x), and a
         # converged learner has many such actions: floor the exponent, not the stored logw, so
         # such actions keep mass ~1e-33 instead of 0 while the weights stay exact
-        p, cdf = (_eager_softmax if torch.compiler.is_compiling() else _softmax)(logw)
-        if type(self)._mix is not _ExponentialWeights._mix:
-            p = self._mix(p)
-            cdf = p.cumsum(-1)
-        self._p, self._cdf = p, cdf
+        if torch.compiler.is_compiling():  # Hedge (EXP3 does not compile): no mixing
+            self._p, self._cdf = _eager_softmax(logw)
+            return
+        self._p = self._mix(_weights(logw))
+        self._cdf = self._p.cumsum(-1)
 
     def policy(self, t: int) -> Tensor:
         """[R, A, C, K] probabilities (independent of ``t`` within and across rounds)."""
@@ -81,20 +81,21 @@ class _ExponentialWeights(Strategy):
         self._refresh()
 
 
-def _softmax(logw: Tensor) -> tuple[Tensor, Tensor]:
-    """softmax over the last dimension of shifted log-weights (largest 0 per row) and its
-    cumulative sum, [R, A, C, K] each: exp of the exponent floored at _LOG_FLOOR, over the sum."""
+def _weights(logw: Tensor) -> Tensor:
+    """softmax over the last dimension of shifted log-weights (largest 0 per row), [R, A, C, K]:
+    exp of the exponent floored at _LOG_FLOOR, over the sum."""
     weights = logw.clamp_min(_LOG_FLOOR).exp_()
-    p = weights.div_(weights.sum(-1, keepdim=True))
-    return p, p.cumsum(-1)
+    return weights.div_(weights.sum(-1, keepdim=True))
 
 
 @torch.library.custom_op("genmarket::softmax_cdf", mutates_args=())
 def _eager_softmax(logw: Tensor) -> tuple[Tensor, Tensor]:
-    """`_softmax` as one opaque operator inside a compiled round, so that its exp, sum and
-    cumulative sum are the eager kernels': inductor's vectorised exp and reductions round
-    differently (1,967 of 21,000 exp values, 479 of 1,000 sums differed in a test)."""
-    return _softmax(logw)
+    """`_weights` and their cumulative sum as one opaque operator inside a compiled round, so
+    that its exp, sum and cumulative sum are the eager kernels': inductor's vectorised exp and
+    reductions round differently (1,967 of 21,000 exp values, 479 of 1,000 sums differed in a
+    test)."""
+    p = _weights(logw)
+    return p, p.cumsum(-1)
 
 
 @_eager_softmax.register_fake

@@ -192,30 +192,14 @@ class QLearning(Strategy):
             g = self._greedy_idx.view(self.R, 1, self.A).expand(ctx.shape)
         else:
             g = self._greedy_idx[(self._row + ctx).reshape(-1)].view(ctx.shape)
-        if self._chunk_eps is not None:
-            return self._act_tensor(g, u, self._chunk_eps[t])
+        if self._chunk_eps is not None:  # a compiled chunk: epsilon a float64 tensor
+            eps = self._chunk_eps[t]
+            zero = eps == 0.0
+            return torch.where(zero, g, _draw(g, u, eps, self.K / torch.where(zero, 1.0, eps)))
         eps = self.epsilon(t)
         if eps == 0.0:
             return g
-        scale = self.K / eps
-        x = u.to(torch.float64) * scale
-        before = x.floor()
-        # (u - 1 + eps) K / eps < K since u < 1: the max below is at most K - 1, and `before`
-        # (possibly beyond the long range when eps is tiny) is taken only when it is below g
-        after = x.sub_((1.0 - eps) * scale).floor_()
-        gf = g.to(torch.float64)
-        return torch.where(before < gf, before, torch.maximum(after, gf)).long()
-
-    def _act_tensor(self, g: Tensor, u: Tensor, eps: Tensor) -> Tensor:
-        """`act`'s closed form with epsilon a 0-dimensional float64 tensor (a compiled chunk):
-        the same float64 operations without a Python branch on its value, so the same actions."""
-        zero = eps == 0.0
-        scale = self.K / torch.where(zero, 1.0, eps)
-        x = u.to(torch.float64) * scale
-        before = x.floor()
-        after = (x - (1.0 - eps) * scale).floor()
-        gf = g.to(torch.float64)
-        return torch.where(zero, g, torch.where(before < gf, before, torch.maximum(after, gf)).long())
+        return _draw(g, u, eps, self.K / eps)
 
     def update(
         self,
@@ -244,6 +228,18 @@ class QLearning(Strategy):
         # _lerp(Q, target, 1) is exactly target, so lr = 1 stores the last mean reward
         self.Q = torch.where(used, _lerp(self.Q, target, self.lr), self.Q)
         self._refresh()
+
+
+def _draw(g: Tensor, u: Tensor, eps: float | Tensor, scale: float | Tensor) -> Tensor:
+    """`QLearning.act`'s closed form for eps > 0 (a float, or a float64 tensor in a compiled
+    chunk: the same float64 operations) and scale = K / eps: actions [R, B, A] long."""
+    x = u.to(torch.float64) * scale
+    before = x.floor()
+    # (u - 1 + eps) K / eps < K since u < 1: the max below is at most K - 1, and `before`
+    # (possibly beyond the long range when eps is tiny) is taken only when it is below g
+    after = (x - (1.0 - eps) * scale).floor()
+    gf = g.to(torch.float64)
+    return torch.where(before < gf, before, torch.maximum(after, gf)).long()
 
 
 def _lerp(start: Tensor, end: Tensor, weight: float) -> Tensor:

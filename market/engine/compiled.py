@@ -186,7 +186,8 @@ class CompiledRounds:
         try:
             graph = self._graphs.get(window)
             if graph is None:
-                m.streams.compile_hash()  # the next blocks: hashed by a compiled kernel
+                if not self._graphs:  # the first graph: from here on, blocks hashed compiled
+                    m.streams.compile_hash()
                 graph = self._graphs[window] = torch.compile(
                     self._body_window if window else self._body, fullgraph=True, dynamic=False,
                     options={"cpp_wrapper": True})

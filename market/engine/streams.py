@@ -74,12 +74,6 @@ class Streams:
         self._chunk: dict[tuple, Tensor] | None = None
         self._hasher = None  # a compiled `_uniform_block` (see `compile_hash`), or None: eager
 
-    def bits(self, stream: int, step: int, shape: tuple[int, ...], steps: int = 1) -> Tensor:
-        """Raw 64-bit hashes, int64 [steps, R, *shape] for rounds step .. step + steps - 1."""
-        shape = tuple(shape)
-        z = _hash(self.keys, *self._coordinates(stream, step, shape, steps))
-        return z.reshape(steps, -1, *shape)
-
     def _coordinates(self, stream: int, step: int, shape: tuple[int, ...], steps: int):
         """The hash's inputs besides the replica keys: rounds [steps], positions [count]
         (times the golden ratio constant) and the stream's base, int64 tensors."""
